@@ -1,0 +1,70 @@
+"""The pose-backend interface and registry.
+
+A backend is a class with a registry name that turns one video into a :class:`pipeline.motion.PoseResult`.
+It is constructed once per worker (models load in ``__init__`` or lazily on first use) and then called for
+many videos, so a long-lived worker never reloads its models.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable
+
+from ingest.errors import ConfigError
+from ingest.items import VideoItem
+from pipeline.motion import PoseResult
+
+
+class PoseBackend(ABC):
+    """Turns a video into tracks of 3D human motion.
+
+    Subclasses set ``name`` and ``version`` and implement :meth:`process`.
+    ``options`` are backend-specific settings (e.g. ``focal_px``); unknown keys raise :class:`ConfigError`.
+    """
+
+    name: str = ""
+    version: str = ""
+    #: whether the backend reads the video's frames (so the video must be downloaded/probed first)
+    needs_video: bool = True
+
+    @abstractmethod
+    def process(self, item: VideoItem, video_path: str | None) -> PoseResult:
+        """Track every person in ``video_path`` (the local file for ``item``; None when not ``needs_video``).
+
+        Raises a :class:`ingest.errors.G1ForgeError` subclass for anything that should become a catalog reason.
+        """
+
+    def close(self) -> None:  # pragma: no cover - default no-op
+        """Release models and files."""
+
+
+_REGISTRY: dict[str, Callable[..., PoseBackend]] = {}
+
+
+def register_backend(name: str):
+    """Class decorator: make a backend available as ``--backend name``."""
+
+    def deco(cls):
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available_backends() -> list[str]:
+    _load_builtin_backends()
+    return sorted(_REGISTRY)
+
+
+def create_backend(name: str, **options) -> PoseBackend:
+    """Instantiate the backend registered as ``name`` with its ``options``."""
+    _load_builtin_backends()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](**options)
+
+
+def _load_builtin_backends() -> None:
+    # Importing these modules registers them; they import their heavy dependencies lazily.
+    from pipeline.backends import mediapipe_backend, phalp_pkl  # noqa: F401
