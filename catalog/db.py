@@ -1,0 +1,120 @@
+"""DuckDB over the Parquet fragments: the views, read-only connections and query output.
+
+Only the run's driver writes ``catalog.duckdb`` (briefly, to (re)create the views); every reader opens it
+read-only. The views use paths relative to the run folder and every connection sets DuckDB's
+``file_search_path`` to that folder, so a run folder can be moved or mounted elsewhere and still works.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from catalog.layout import TABLES, RunLayout
+from ingest.errors import ConfigError, G1ForgeError
+
+
+def _duckdb():
+    import duckdb  # a core dependency; imported here to keep package import light
+
+    return duckdb
+
+
+def _view_sql(table: str) -> str:
+    glob = RunLayout.fragment_glob(table)
+    return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)"
+
+
+def _set_search_path(con, layout: RunLayout) -> None:
+    root = str(layout.root).replace("'", "''")
+    con.execute(f"SET file_search_path = '{root}'")
+
+
+def write_views(layout: RunLayout) -> None:
+    """(Re)create ``catalog.duckdb`` with one view per table. Needs the schema fragments to exist."""
+    con = _duckdb().connect(str(layout.duckdb_path))
+    try:
+        _set_search_path(con, layout)
+        for table in TABLES:
+            con.execute(_view_sql(table))
+    finally:
+        con.close()
+
+
+def connect(run_dir: str | Path, read_only: bool = True):
+    """A DuckDB connection to a run folder's catalog with the views ``videos``, ``tracks`` and ``clips``.
+
+    Read-only by default: statements that would change the catalog fail.
+    """
+    layout = RunLayout.at(run_dir)
+    if not layout.info_path.exists():
+        raise ConfigError(f"{layout.root} is not a g1forge run folder (no {layout.info_path.name}); "
+                          "pass the --out folder of a `g1forge run`")
+    duckdb = _duckdb()
+    if layout.duckdb_path.exists():
+        con = duckdb.connect(str(layout.duckdb_path), read_only=read_only)
+        _set_search_path(con, layout)
+    else:  # views not written yet (a run still starting): build them in memory
+        con = duckdb.connect(":memory:")
+        _set_search_path(con, layout)
+        for table in TABLES:
+            con.execute(_view_sql(table))
+    return con
+
+
+def run_query(run_dir: str | Path, sql: str):
+    """Run ``sql`` read-only against a run folder; returns a pyarrow Table."""
+    con = connect(run_dir)
+    try:
+        try:
+            rel = con.sql(sql)
+        except Exception as exc:  # duckdb raises its own Error types
+            raise G1ForgeError(f"{exc}", reason="query") from None
+        if rel is None:  # a statement without a result set
+            import pyarrow as pa
+
+            return pa.table({})
+        try:
+            return rel.to_arrow_table()
+        except Exception as exc:  # duckdb raises its own Error types
+            raise G1ForgeError(f"{exc}", reason="query") from None
+    finally:
+        con.close()
+
+
+def format_table(table, fmt: str = "table", max_rows: int = 50) -> str:
+    """Render a pyarrow Table as an aligned text table, CSV or JSON lines."""
+    rows = table.to_pylist()
+    names = table.column_names
+    if fmt == "json":
+        return "\n".join(json.dumps(r, default=str) for r in rows)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(names)
+        for r in rows:
+            w.writerow([r[n] for n in names])
+        return buf.getvalue().rstrip("\n")
+    if fmt != "table":
+        raise ConfigError(f"unknown format {fmt!r}; choose table, csv or json")
+    shown = rows[:max_rows]
+    cells = [[_cell(r[n]) for n in names] for r in shown]
+    widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
+    lines = ["  ".join(n.ljust(w) for n, w in zip(names, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    if len(rows) > max_rows:
+        lines.append(f"... {len(rows) - max_rows} more rows (use --format csv for all)")
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(lines)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    s = str(v)
+    return s if len(s) <= 60 else s[:57] + "..."

@@ -1,0 +1,100 @@
+"""Writing one video's outputs so that a reader never sees half of them.
+
+Everything for a video (its three Parquet fragments, its clip motion files and, last, the completion marker) is
+written into a staging folder under ``OUT/tmp`` and then published with one ``rename`` onto
+``OUT/data/<shard>/<video_id>``. A process killed at any moment leaves either the previous complete folder or the
+new complete folder, plus at most some debris in ``OUT/tmp`` that the next run removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from catalog import schema as S
+from catalog.layout import RunLayout
+from ingest.errors import WriteError
+
+#: Test-only fault hook: called with the staging folder before publishing (e.g. to inject a disk-full error).
+_before_publish_hook: Callable[[Path], None] | None = None
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def write_schema_fragments(layout: RunLayout, metric_names: list[str]) -> None:
+    """Zero-row fragments holding each table's full schema, so views exist (typed) before any video is done."""
+    for table, schema in (("videos", S.VIDEOS), ("tracks", S.TRACKS), ("clips", S.clips_schema(metric_names))):
+        write_parquet_atomic(schema.empty_table(), layout.schema_fragment(table))
+
+
+def clean_staging(layout: RunLayout) -> int:
+    """Remove leftovers of killed runs from ``OUT/tmp``; returns how many entries were removed."""
+    if not layout.tmp_dir.exists():
+        return 0
+    n = 0
+    for entry in layout.tmp_dir.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def publish_video(
+    layout: RunLayout,
+    video_id: str,
+    config_hash: str,
+    video_row: dict,
+    track_rows: list[dict],
+    clip_rows: list[dict],
+    metric_names: list[str],
+    write_motions: Callable[[Path], None] | None = None,
+) -> Path:
+    """Stage and atomically publish a video's fragments; returns the published folder.
+
+    write_motions: called with the staged ``clips/`` folder to write the clip motion files into it.
+    Raises :class:`WriteError` when anything cannot be written (disk full, permissions); nothing is published.
+    """
+    staging = layout.tmp_dir / f"{video_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    try:
+        (staging / "clips").mkdir(parents=True)
+        pq.write_table(S.table_from_rows([video_row], S.VIDEOS), staging / "videos.parquet")
+        pq.write_table(S.table_from_rows(track_rows, S.TRACKS), staging / "tracks.parquet")
+        pq.write_table(S.table_from_rows(clip_rows, S.clips_schema(metric_names)), staging / "clips.parquet")
+        if write_motions is not None:
+            write_motions(staging / "clips")
+        marker = {"video_id": video_id, "config_hash": config_hash, "status": video_row.get("status")}
+        (staging / f"_done.{config_hash}").write_text(json.dumps(marker))
+        if _before_publish_hook is not None:
+            _before_publish_hook(staging)
+        final = layout.video_dir(video_id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        trash = None
+        if final.exists():
+            trash = layout.tmp_dir / f"old.{video_id}.{uuid.uuid4().hex[:8]}"
+            os.replace(final, trash)
+        os.replace(staging, final)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+        return final
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise WriteError(f"could not write the outputs of {video_id}: {exc}; free disk space or fix permissions "
+                         f"under {layout.root}, then run again") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
