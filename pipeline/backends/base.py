@@ -57,12 +57,17 @@ def available_backends() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_backend(name: str, **options) -> PoseBackend:
-    """Instantiate the backend registered as ``name`` with its ``options``."""
+def backend_class(name: str):
+    """The class registered as ``name`` (no instance, no model load)."""
     _load_builtin_backends()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**options)
+    return _REGISTRY[name]
+
+
+def create_backend(name: str, **options) -> PoseBackend:
+    """Instantiate the backend registered as ``name`` with its ``options``."""
+    return backend_class(name)(**options)
 
 
 def _load_builtin_backends() -> None:

@@ -1,0 +1,116 @@
+"""The ``g1forge`` command line: ``run``, ``query`` and ``status``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ingest.errors import G1ForgeError
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="g1forge", description="Videos of people in, G1-ready motion clips and a "
+                                "SQL catalog out.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="process videos into clips and a catalog (resumable)")
+    r.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="video files, folders (recursive), globs, http(s) URLs or YouTube links")
+    r.add_argument("--list", dest="lists", action="append", default=[], metavar="FILE",
+                   help="a .txt/.csv/.jsonl/.parquet list with a 'uri' column (optional start_s, end_s, tags, "
+                        "license); repeatable")
+    r.add_argument("--out", required=True, metavar="DIR", help="run folder (catalog, clips, cache)")
+    r.add_argument("--backend", default="mediapipe", help="pose backend: mediapipe (CPU, default), phalp-pkl")
+    r.add_argument("--backend-option", dest="backend_options", action="append", default=[], type=_parse_option,
+                   metavar="KEY=VALUE", help="backend option, e.g. focal_px=1400 or max_side_px=640; repeatable")
+    r.add_argument("--min-clip-s", type=float, help="shortest clip kept (default 2)")
+    r.add_argument("--max-clip-s", type=float, help="longest clip window (default 10)")
+    r.add_argument("--max-height", type=int, default=720, help="download height cap for remote videos")
+    r.add_argument("--workers", type=int, help="worker processes (default: number of CPUs)")
+    r.add_argument("--ray-address", help="join an existing Ray cluster (default: $RAY_ADDRESS or a local Ray)")
+    r.add_argument("--force", action="store_true", help="redo videos that are already done")
+    r.add_argument("--fail-on-error", action="store_true", help="exit 1 if any video failed")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    q = sub.add_parser("query", help="run read-only SQL over a run's catalog (tables videos, tracks, clips)")
+    q.add_argument("out", metavar="DIR")
+    q.add_argument("sql")
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    q.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
+
+    s = sub.add_parser("status", help="counts by status and reason, throughput, what is left")
+    s.add_argument("out", metavar="DIR")
+    s.add_argument("--json", action="store_true")
+    return p
+
+
+def _run(args) -> int:
+    import dataclasses
+
+    from cluster.config import RunConfig
+    from cluster.run import ExecOptions, run
+    from pipeline.clips import ClipConfig
+
+    if not args.inputs and not args.lists:
+        print("g1forge run: give at least one INPUT or --list FILE (see g1forge run --help)", file=sys.stderr)
+        return 2
+    clip_overrides = {k: v for k, v in (("min_clip_s", args.min_clip_s), ("max_clip_s", args.max_clip_s))
+                      if v is not None}
+    config = RunConfig(backend=args.backend, backend_options=dict(args.backend_options),
+                       clip=dataclasses.replace(ClipConfig(), **clip_overrides))
+    config.download.max_height = args.max_height
+    opts = ExecOptions(workers=args.workers, force=args.force, fail_on_error=args.fail_on_error,
+                       progress=not args.no_progress, ray_address=args.ray_address)
+    report = run(args.inputs, args.lists, args.out, config, opts)
+    print(report.summary())
+    if report.interrupted:
+        print(f"interrupted: finished videos are saved; run the same command again to resume "
+              f"({report.processed} done in this run)", file=sys.stderr)
+        return 130
+    if args.fail_on_error and report.counts.get("failed", 0):
+        return 1
+    return 0
+
+
+def _query(args) -> int:
+    from catalog.db import format_table, run_query
+
+    table = run_query(args.out, args.sql)
+    print(format_table(table, args.format, args.max_rows))
+    return 0
+
+
+def _status(args) -> int:
+    from cluster.run import format_status, status_counts
+
+    st = status_counts(args.out)
+    print(json.dumps(st, indent=2, default=str) if args.json else format_status(st))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"run": _run, "query": _query, "status": _status}[args.command]
+    try:
+        return handler(args)
+    except G1ForgeError as exc:
+        print(f"g1forge {args.command}: {exc.catalog_reason()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The run's configuration: what decides the results (hashed) versus how the run executes (not hashed).
+
+Resume is keyed by ``video_id`` + :meth:`RunConfig.config_hash`: changing the worker count, the list order or
+adding videos never redoes finished work, while changing anything that alters results (backend, its options,
+clip settings) does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from catalog.layout import FORMAT_VERSION
+from ingest.errors import ConfigError
+from pipeline.clips import ClipConfig
+from pipeline.world import WorldConfig
+
+
+@dataclass
+class DownloadConfig:
+    """How remote videos are fetched. Only ``max_height`` changes results, so only it is hashed."""
+
+    max_height: int = 720
+    socket_timeout_s: float = 30.0
+    retries: int = 3
+    max_bytes: int = 4 * 1024**3
+    use_pytube_fallback: bool = False
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides what a video turns into.
+
+    backend: pose backend registry name (``mediapipe``, ``phalp-pkl``).
+    backend_options: backend keyword options (e.g. ``{"focal_px": 1200.0}``); validated by the backend.
+    clip: segmentation, world-alignment and metric settings.
+    download: remote-source settings.
+    """
+
+    backend: str = "mediapipe"
+    backend_options: dict = field(default_factory=dict)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        try:
+            clip_d = dict(d.pop("clip", {}))
+            world = WorldConfig(**clip_d.pop("world", {}))
+            clip = ClipConfig(world=world, **clip_d)
+            download = DownloadConfig(**d.pop("download", {}))
+            return cls(clip=clip, download=download, **d)
+        except TypeError as exc:
+            raise ConfigError(f"bad configuration: {exc}") from None
+
+    def hashed_dict(self) -> dict:
+        """The part of the configuration that changes results (what the hash covers)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "backend": self.backend,
+            "backend_options": self.backend_options,
+            "clip": dataclasses.asdict(self.clip),
+            "max_height": self.download.max_height,
+        }
+
+    def config_hash(self) -> str:
+        """12 hex characters of the SHA-256 of :meth:`hashed_dict` as canonical JSON."""
+        blob = json.dumps(self.hashed_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]

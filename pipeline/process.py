@@ -1,0 +1,220 @@
+"""One video, start to finish: source → probe → pose → clips → catalog rows. Never raises for bad input.
+
+:func:`process_video` is the unit of work of every executor (the local Ray pool today, a cluster tomorrow): it
+turns a :class:`ingest.items.VideoItem` into a :class:`VideoOutcome` whose rows go into the catalog as they are.
+Whatever goes wrong becomes the video row's ``status`` and ``reason``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ingest.errors import G1ForgeError, InputNotFound, NoPerson, classify_exception
+from ingest.items import VideoItem
+from pipeline.backends.base import PoseBackend
+from pipeline.motion import HumanClip, PoseResult
+from pipeline.skeleton import JOINT_SET_NAME
+
+
+def code_version() -> str:
+    """The installed g1forge version (recorded with every row as provenance)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("g1forge")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass
+class VideoOutcome:
+    """The catalog rows of one video and the clips whose motion files go with them."""
+
+    video_row: dict
+    track_rows: list[dict] = field(default_factory=list)
+    clip_rows: list[dict] = field(default_factory=list)
+    clips: list[HumanClip] = field(default_factory=list)
+    error: G1ForgeError | None = None
+
+    @property
+    def status(self) -> str:
+        return self.video_row["status"]
+
+
+def base_video_row(item: VideoItem, config_hash: str, backend: str, attempts: int = 1) -> dict:
+    """The columns of a video row known before any work (what a failed row still carries)."""
+    return {
+        "video_id": item.video_id,
+        "uri": item.uri,
+        "source_kind": item.kind,
+        "status": "failed",
+        "reason": "",
+        "attempts": attempts,
+        "config_hash": config_hash,
+        "backend": backend,
+        "backend_version": None,
+        "code_version": code_version(),
+        "tags": list(item.tags),
+        "license": item.license,
+        "range_start_s": item.start_s,
+        "range_end_s": item.end_s,
+        "finished_at": datetime.now(timezone.utc),
+    }
+
+
+def failed_outcome(item: VideoItem, config_hash: str, backend: str, error: BaseException,
+                   attempts: int = 1) -> VideoOutcome:
+    """A one-row outcome for an input that failed before or outside :func:`process_video`."""
+    err = classify_exception(error)
+    row = base_video_row(item, config_hash, backend, attempts)
+    row.update(status=err.status, reason=err.catalog_reason())
+    return VideoOutcome(video_row=row, error=err)
+
+
+def process_video(item: VideoItem, backend: PoseBackend, config, download_dir: Path, config_hash: str,
+                  attempts: int = 1) -> VideoOutcome:
+    """Run one video through the human stage.
+
+    config: a :class:`cluster.config.RunConfig` (its ``clip`` and ``download`` parts are used here).
+    Returns the outcome; only ``KeyboardInterrupt``/``SystemExit`` propagate.
+    """
+    t_start = time.perf_counter()
+    row = base_video_row(item, config_hash, backend.name, attempts)
+    row["backend_version"] = backend.version
+    outcome = VideoOutcome(video_row=row)
+    try:
+        if item.list_error:
+            from ingest.sources import entry_error
+
+            raise entry_error(item)
+        path = _local_path(item, backend, config, download_dir, row)
+        if backend.needs_video:
+            _probe_into(path, row)
+        t_pose = time.perf_counter()
+        result = backend.process(item, str(path) if path is not None else None)
+        row["pose_time_s"] = time.perf_counter() - t_pose
+        row.update(frames_processed=int(result.num_frames), focal_px=float(result.focal_px),
+                   backend_version=result.backend_version or backend.version)
+        if row.get("fps") is None:
+            row["fps"] = float(result.fps)
+            row["num_frames"] = int(result.num_frames)
+            row["width_px"], row["height_px"] = int(result.image_size_hw[1]), int(result.image_size_hw[0])
+        _clips_into(outcome, result, config)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # every other failure becomes this video's reason
+        err = classify_exception(exc)
+        outcome.error = err
+        outcome.track_rows, outcome.clip_rows, outcome.clips = [], [], []
+        row.update(status=err.status, reason=err.catalog_reason())
+    row["process_time_s"] = time.perf_counter() - t_start
+    row["finished_at"] = datetime.now(timezone.utc)
+    return outcome
+
+
+def _local_path(item: VideoItem, backend: PoseBackend, config, download_dir: Path, row: dict) -> Path | None:
+    if item.kind == "file":
+        path = Path(item.uri)
+        if not path.is_file():
+            raise InputNotFound(f"{item.uri} does not exist or is not a file; check the path")
+        return path
+    from ingest.download import download_video
+
+    t0 = time.perf_counter()
+    d = config.download
+    path = download_video(item, download_dir, max_height=d.max_height, socket_timeout_s=d.socket_timeout_s,
+                          retries=d.retries, max_bytes=d.max_bytes, use_pytube_fallback=d.use_pytube_fallback)
+    row["download_time_s"] = time.perf_counter() - t0
+    return Path(path)
+
+
+def _probe_into(path: Path, row: dict) -> None:
+    from ingest.probe import probe_video
+
+    p = probe_video(path)
+    row.update(duration_s=p.duration_s, fps=p.fps, is_vfr=p.is_vfr, width_px=p.width, height_px=p.height,
+               rotation_deg=p.rotation_deg, codec=p.codec, num_frames=p.num_frames, size_bytes=p.size_bytes,
+               has_audio=p.has_audio)
+
+
+def _clips_into(outcome: VideoOutcome, result: PoseResult, config) -> None:
+    from pipeline.clips import build_clips
+
+    row = outcome.video_row
+    video_id = row["video_id"]
+    if not result.tracks:
+        raise NoPerson(f"no person found in {result.num_frames} frames")
+    clips = build_clips(result, video_id, config.clip)
+    by_track: dict[int, list[HumanClip]] = {}
+    for clip in clips:
+        by_track.setdefault(clip.track_id, []).append(clip)
+        outcome.clip_rows.append(clip_row(clip, video_id))
+    for track in result.tracks:
+        tc = by_track.get(track.track_id, [])
+        n_ok = sum(c.status == "ok" for c in tc)
+        span = int(track.frame_idx[-1] - track.frame_idx[0] + 1) if track.num_frames else 0
+        outcome.track_rows.append({
+            "video_id": video_id,
+            "track_id": int(track.track_id),
+            "status": "ok" if n_ok else "filtered",
+            "reason": "" if n_ok else _no_clip_reason(tc),
+            "num_frames": int(track.num_frames),
+            "first_frame": int(track.frame_idx[0]) if track.num_frames else None,
+            "last_frame": int(track.frame_idx[-1]) if track.num_frames else None,
+            "start_s": float(track.time_s[0]) if track.num_frames else None,
+            "end_s": float(track.time_s[-1]) if track.num_frames else None,
+            "tracked_frac": track.num_frames / span if span else 0.0,
+            "det_conf_mean": float(np.mean(track.det_conf)) if track.num_frames else None,
+            "joint_conf_mean": float(np.mean(track.joint_conf)) if track.num_frames else None,
+            "has_smpl": track.smpl is not None,
+            "num_clips": len(tc),
+            "num_clips_ok": n_ok,
+        })
+    outcome.clips = [c for c in clips if c.status == "ok"]
+    n_ok = len(outcome.clips)
+    row.update(num_tracks=len(result.tracks), num_clips=len(clips), num_clips_ok=n_ok,
+               clips_duration_s=float(sum(c.duration_s for c in outcome.clips)))
+    if n_ok:
+        row.update(status="ok", reason="")
+    else:
+        row.update(status="filtered", reason=f"no_clip: {_no_clip_reason(clips)}")
+
+
+def _no_clip_reason(clips: list[HumanClip]) -> str:
+    if not clips:
+        return "no_clip: no segment long enough"
+    codes = sorted({c.reason.split(":")[0] for c in clips if c.reason})
+    return f"no_clip: all {len(clips)} windows filtered ({', '.join(codes) or 'unknown'})"
+
+
+def clip_row(clip: HumanClip, video_id: str) -> dict:
+    """The catalog row of a clip: ids, span, status and its metrics as float columns."""
+    from catalog.layout import RunLayout
+
+    n = clip.num_frames
+    row = {
+        "clip_id": clip.clip_id,
+        "video_id": video_id,
+        "track_id": int(clip.track_id),
+        "status": clip.status,
+        "reason": clip.reason,
+        "start_frame": int(clip.frame_idx[0]) if n else None,
+        "end_frame": int(clip.frame_idx[-1]) if n else None,
+        "start_s": float(clip.time_s[0]) if n else None,
+        "end_s": float(clip.time_s[-1]) if n else None,
+        "duration_s": clip.duration_s,
+        "num_frames": n,
+        "fps": float(clip.fps),
+        "joint_set": JOINT_SET_NAME,
+        "has_smpl": clip.smpl is not None,
+        "motion_path": RunLayout.clip_motion_relpath(video_id, clip.clip_id) if clip.status == "ok" else None,
+    }
+    for name, value in clip.metrics.items():
+        if name not in row:
+            row[name] = None if value is None else float(value)
+    return row

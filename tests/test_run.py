@@ -1,0 +1,146 @@
+"""End-to-end runs through the local Ray executor with the fast ``phalp-pkl`` backend (synthetic pickles)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from catalog.db import run_query
+from catalog.layout import RunLayout
+from cluster.config import RunConfig
+from cluster.run import ExecOptions, run
+from cluster.worker import FAULT_ENV
+from phalp_factory import make_phalp_pickle
+from pipeline.motion_io import load_clip
+from run_helpers import catalog_snapshot, cli, kill_session
+
+pytestmark = pytest.mark.slow
+
+CONFIG = RunConfig(backend="phalp-pkl")
+
+
+def _make_inputs(folder: Path, n: int, frames: int = 120) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = folder / f"video {i:03d}.pkl"  # a space in the name on purpose
+        make_phalp_pickle(p, 2, num_frames=frames, seed=i)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    pkls = _make_inputs(root / "in", 5)
+    (root / "in" / "corrupt.pkl").write_bytes(b"\x80\x04not really a pickle")
+    lst = root / "list.txt"
+    lst.write_text("# a list with a duplicate and a missing file\n"
+                   f"{pkls[0]}\n{root / 'in' / 'nowhere.pkl'}\n\n{pkls[1]}\n")
+    out = root / "out"
+    report = run([str(root / "in")], [str(lst)], out, CONFIG, ExecOptions(workers=2, progress=False))
+    return root, out, report
+
+
+def test_every_input_ends_as_one_row(finished_run):
+    root, out, report = finished_run
+    assert report.inputs == 9 and report.duplicates == 2  # 6 files in the folder + 3 list entries, 2 repeated
+    rows = run_query(out, "SELECT video_id, uri, status, reason FROM videos").to_pylist()
+    assert len(rows) == 7 == len({r["video_id"] for r in rows})
+    by_status = {s: [r for r in rows if r["status"] == s] for s in ("ok", "filtered", "failed")}
+    assert len(by_status["ok"]) == 5
+    reasons = sorted(r["reason"].split(":")[0] for r in by_status["failed"])
+    assert reasons == ["bad_result_file", "not_found"]
+    assert report.counts == {"ok": 5, "failed": 2}
+
+
+def test_clips_have_motion_files_and_metrics(finished_run):
+    _, out, _ = finished_run
+    clips = run_query(out, "SELECT * FROM clips WHERE status = 'ok' ORDER BY clip_id").to_pylist()
+    assert len(clips) == 10  # two people in each of the five good pickles
+    for c in clips:
+        clip = load_clip(out / c["motion_path"])
+        assert clip.clip_id == c["clip_id"] and clip.num_frames == c["num_frames"]
+        assert clip.joints_world_m.shape == (c["num_frames"], 20, 3)
+        assert np.isfinite(c["jitter_m_s3"]) and 0.0 <= c["foot_contact_score"] <= 1.0
+        assert clip.smpl is not None and c["has_smpl"]
+    tracks = run_query(out, "SELECT count(*) AS n, sum(num_clips_ok) AS k FROM tracks").to_pylist()
+    assert tracks == [{"n": 10, "k": 10}]
+
+
+def test_rerun_does_no_work_and_force_redoes_identically(finished_run):
+    root, out, _ = finished_run
+    before = catalog_snapshot(out)
+    again = run([str(root / "in")], [str(root / "list.txt")], out, CONFIG, ExecOptions(workers=2, progress=False))
+    assert again.already_done == 7 and again.processed == 0 and again.workers == []  # Ray never started
+    forced = run([str(root / "in")], [], out, CONFIG, ExecOptions(workers=1, force=True, progress=False))
+    assert forced.processed == 6
+    assert catalog_snapshot(out) == before
+
+
+def test_cli_query_and_status(finished_run):
+    _, out, _ = finished_run
+    q = cli("query", str(out), "SELECT status, count(*) AS n FROM videos GROUP BY 1 ORDER BY 1", "--format", "csv")
+    assert q.returncode == 0, q.stderr
+    assert q.stdout.strip().splitlines() == ["status,n", "failed,2", "ok,5"]
+    s = cli("status", str(out), "--json")
+    st = json.loads(s.stdout)
+    assert st["videos"] == {"failed": 2, "ok": 5} and st["left"] == 0
+    bad = cli("query", str(out), "DROP VIEW videos")
+    assert bad.returncode == 2 and "read-only" in bad.stderr
+    assert run_query(out, "SELECT count(*) AS n FROM videos").to_pylist() == [{"n": 7}]
+
+
+def test_worker_killed_mid_video_is_retried(tmp_path, monkeypatch):
+    pkls = _make_inputs(tmp_path / "in", 3, frames=90)
+    out = tmp_path / "out"
+    from ingest.ids import file_id
+
+    victim = file_id(pkls[1])
+    monkeypatch.setenv(FAULT_ENV, f"{victim}@{tmp_path / 'faults'}")
+    report = run([str(tmp_path / "in")], [], out, CONFIG, ExecOptions(workers=1, progress=False))
+    assert (tmp_path / "faults" / f"killed.{victim}").exists()  # the worker really died once
+    # calls queued behind the victim on the dead worker fail with it and are retried as well
+    assert 1 <= report.retries <= 2 and report.counts == {"ok": 3}
+    rows = run_query(out, "SELECT video_id, status, attempts FROM videos ORDER BY video_id").to_pylist()
+    assert {r["video_id"]: r["attempts"] for r in rows}[victim] == 2
+    assert all(r["status"] == "ok" for r in rows)
+
+
+def test_sigkilled_driver_resumes_to_the_uninterrupted_catalog(tmp_path):
+    _make_inputs(tmp_path / "in", 24, frames=150)
+    args = [str(tmp_path / "in"), "--backend", "phalp-pkl", "--workers", "1", "--no-progress"]
+    ref = cli("run", *args, "--out", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+
+    out = tmp_path / "out"
+    layout = RunLayout.at(out)
+    proc = subprocess.Popen([sys.executable, "-m", "cluster.cli", "run", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(layout.data_dir.glob("*/*/_done.*"))) < 4:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        kill_session(proc.pid)  # Ray's processes die with the driver; this only makes sure of it
+    time.sleep(1.0)
+    done_at_kill = len(list(layout.data_dir.glob("*/*/_done.*")))
+    assert 4 <= done_at_kill < 24, "the kill should land mid-run"
+    # nothing partial is visible: every published video folder is complete
+    for d in layout.data_dir.glob("[0-9a-f][0-9a-f]/*"):
+        assert list(d.glob("_done.*")) and (d / "videos.parquet").exists() and (d / "clips.parquet").exists()
+
+    resumed = cli("run", *args, "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{done_at_kill} already done" in resumed.stdout
+    assert catalog_snapshot(out) == catalog_snapshot(tmp_path / "ref")
