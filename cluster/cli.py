@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--min-clip-s", type=float, help="shortest clip kept (default 2)")
     r.add_argument("--max-clip-s", type=float, help="longest clip window (default 10)")
     r.add_argument("--max-height", type=int, default=720, help="download height cap for remote videos")
-    r.add_argument("--workers", type=int, help="worker processes (default: number of CPUs)")
+    r.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
     r.add_argument("--ray-address", help="join an existing Ray cluster (default: $RAY_ADDRESS or a local Ray)")
     r.add_argument("--force", action="store_true", help="redo videos that are already done")
     r.add_argument("--fail-on-error", action="store_true", help="exit 1 if any video failed")

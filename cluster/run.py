@@ -35,7 +35,7 @@ log = logging.getLogger("g1forge")
 class ExecOptions:
     """How a run executes; none of this changes results, so none of it is in the configuration hash.
 
-    workers: worker processes (default: the number of CPUs Ray sees).
+    workers: worker processes (default: the CPUs Ray sees divided by the backend's ``cpus_per_worker``).
     force: redo videos that are already done.
     max_attempts: tries per video when its worker dies (data errors are never retried).
     in_flight_per_worker: videos queued on each worker so it never idles between videos.
@@ -158,12 +158,17 @@ def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: 
     from cluster.progress import Progress
     from cluster.worker import VideoWorker, publish_outcome
 
-    started_here = _init_ray(ray, opts)
+    from pipeline.backends.base import backend_class
+
+    cpus_per_worker = backend_class(config.backend).cpus_per_worker
+    started_here = _init_ray(ray, opts, cpus_per_worker)
     actors = []
     try:
-        n_workers = opts.workers or max(1, int(ray.available_resources().get("CPU", 1)))
+        n_workers = opts.workers or int(ray.available_resources().get("CPU", 1)) // cpus_per_worker
         n_workers = max(1, min(n_workers, len(todo)))
-        Actor = ray.remote(num_cpus=1, max_restarts=-1)(VideoWorker)
+        # with --workers above what the CPUs allow, workers share cores rather than wait for them
+        num_cpus = cpus_per_worker if opts.workers is None else 1
+        Actor = ray.remote(num_cpus=num_cpus, max_restarts=-1)(VideoWorker)
         actors = [Actor.remote(config.to_dict(), str(layout.root)) for _ in range(n_workers)]
         queue = deque((item, 1) for item in todo)
         pending: dict = {}
@@ -226,7 +231,7 @@ def _import_ray():
     return ray
 
 
-def _init_ray(ray, opts: ExecOptions) -> bool:
+def _init_ray(ray, opts: ExecOptions, cpus_per_worker: int = 1) -> bool:
     """Join ``--ray-address``/``RAY_ADDRESS`` if given, else start a local Ray; returns True if started here."""
     if ray.is_initialized():
         return False
@@ -237,7 +242,7 @@ def _init_ray(ray, opts: ExecOptions) -> bool:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ncpu = max(opts.workers or 0, os.cpu_count() or 1)
+        ncpu = max(opts.workers or 0, os.cpu_count() or 1, cpus_per_worker)
         ray.init(num_cpus=ncpu, object_store_memory=256 * 1024**2, **kwargs)
     return True
 

@@ -26,6 +26,8 @@ class PoseBackend(ABC):
     version: str = ""
     #: whether the backend reads the video's frames (so the video must be downloaded/probed first)
     needs_video: bool = True
+    #: CPU cores one worker of this backend keeps busy (its own threads plus decoding); sizes the worker pool
+    cpus_per_worker: int = 1
 
     @abstractmethod
     def process(self, item: VideoItem, video_path: str | None) -> PoseResult:

@@ -193,6 +193,9 @@ class MediaPipeBackend(PoseBackend):
     """Single-person CPU backend; see the module docstring for conventions. Options: :class:`MediaPipeOptions`."""
 
     needs_video = True
+    # one worker per core: measured on 2 cores over 3 copies of the shared videos, 2 workers ran 41 frames/s
+    # end to end and 1 worker 30 frames/s (bench/run_bench.py)
+    cpus_per_worker = 1
 
     def __init__(self, **options):
         self.options = MediaPipeOptions.from_dict(options)
