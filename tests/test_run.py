@@ -144,3 +144,25 @@ def test_sigkilled_driver_resumes_to_the_uninterrupted_catalog(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert f"{done_at_kill} already done" in resumed.stdout
     assert catalog_snapshot(out) == catalog_snapshot(tmp_path / "ref")
+
+
+def test_sigint_stops_gracefully_and_says_how_to_resume(tmp_path):
+    _make_inputs(tmp_path / "in", 24, frames=150)
+    out = tmp_path / "out"
+    layout = RunLayout.at(out)
+    args = ["run", str(tmp_path / "in"), "--backend", "phalp-pkl", "--workers", "1", "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "cluster.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(layout.data_dir.glob("*/*/_done.*"))) < 3:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        kill_session(proc.pid)
+    assert proc.returncode == 130
+    assert "run the same command again to resume" in err
+    resumed = cli(*args)
+    assert resumed.returncode == 0 and "0 already done" not in resumed.stdout
+    assert run_query(out, "SELECT count(*) AS n FROM videos WHERE status = 'ok'").to_pylist() == [{"n": 24}]
