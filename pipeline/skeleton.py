@@ -12,6 +12,8 @@ Conventions of the points (approximate anatomical landmarks, not SMPL joint cent
 
 from __future__ import annotations
 
+import numpy as np
+
 BODY_JOINTS: tuple[str, ...] = (
     "pelvis",  # 0
     "left_hip",  # 1
@@ -64,3 +66,24 @@ def joint_index(*names: str) -> list[int]:
         return [_INDEX[n] for n in names]
     except KeyError as exc:
         raise KeyError(f"unknown joint {exc.args[0]!r}; valid joints: {', '.join(BODY_JOINTS)}") from None
+
+
+def averaging_matrix(source_index: dict[str, int], body_from_source: dict[str, tuple[str, ...]],
+                     num_source: int) -> tuple[np.ndarray, np.ndarray]:
+    """How a backend's native keypoints become :data:`BODY_JOINTS`.
+
+    source_index: native keypoint name -> row in the backend's (S, ...) arrays.
+    body_from_source: each body joint -> the native keypoints whose mean it is (e.g. pelvis = mean of two hips).
+    Returns ``M`` (J, S) float64 with ``body = M @ native`` and ``pairs`` (J, 2) int64, the first and last native
+    row of each joint (equal for single-keypoint joints), for taking the weaker of two confidences.
+    """
+    missing = [n for n in BODY_JOINTS if n not in body_from_source]
+    if missing:
+        raise KeyError(f"no source keypoints for body joints: {', '.join(missing)}")
+    M = np.zeros((len(BODY_JOINTS), num_source), dtype=np.float64)
+    pairs = np.zeros((len(BODY_JOINTS), 2), dtype=np.int64)
+    for j, name in enumerate(BODY_JOINTS):
+        rows = [source_index[s] for s in body_from_source[name]]
+        M[j, rows] = 1.0 / len(rows)
+        pairs[j] = (rows[0], rows[-1])
+    return M, pairs

@@ -48,7 +48,7 @@ from pipeline.backends.base import PoseBackend, register_backend
 from pipeline.camera import default_focal_px, principal_point_px, solve_root_translation_batch
 from pipeline.frame_signals import FrameSignalAccumulator
 from pipeline.motion import HumanTrack, PoseResult
-from pipeline.skeleton import BODY_JOINTS
+from pipeline.skeleton import BODY_JOINTS, averaging_matrix
 
 #: MediaPipe Pose landmark indices.
 MP_LANDMARKS: dict[str, int] = {
@@ -99,18 +99,8 @@ BODY_FROM_MP: dict[str, tuple[str, ...]] = {
 }
 
 
-def _mapping_matrix() -> tuple[np.ndarray, np.ndarray]:
-    """(J, 33) averaging matrix and (J, 2) landmark index pairs (a single landmark repeated) for confidences."""
-    M = np.zeros((len(BODY_JOINTS), NUM_MP_LANDMARKS), dtype=np.float32)
-    pairs = np.zeros((len(BODY_JOINTS), 2), dtype=np.int64)
-    for j, name in enumerate(BODY_JOINTS):
-        src = [MP_LANDMARKS[s] for s in BODY_FROM_MP[name]]
-        M[j, src] = 1.0 / len(src)
-        pairs[j] = (src[0], src[-1])
-    return M, pairs
-
-
-_MAP, _CONF_PAIRS = _mapping_matrix()
+_MAP, _CONF_PAIRS = averaging_matrix(MP_LANDMARKS, BODY_FROM_MP, NUM_MP_LANDMARKS)
+_MAP = _MAP.astype(np.float32)
 
 
 def body_from_landmarks(landmarks: np.ndarray) -> np.ndarray:

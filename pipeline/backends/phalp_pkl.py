@@ -37,7 +37,7 @@ from ingest.errors import BadResultFile, ConfigError, InputNotFound, NoPerson
 from ingest.items import VideoItem
 from pipeline.backends.base import PoseBackend, register_backend
 from pipeline.motion import HumanTrack, PoseResult, SMPLParams
-from pipeline.skeleton import BODY_JOINTS
+from pipeline.skeleton import BODY_JOINTS, averaging_matrix
 
 NUM_PHALP_JOINTS = 45
 
@@ -97,15 +97,7 @@ BODY_FROM_PHALP: dict[str, tuple[str, ...]] = {
 }
 
 
-def _mapping_matrix() -> np.ndarray:
-    M = np.zeros((len(BODY_JOINTS), NUM_PHALP_JOINTS), dtype=np.float64)
-    for j, name in enumerate(BODY_JOINTS):
-        rows = [PHALP_ROWS[r] for r in BODY_FROM_PHALP[name]]
-        M[j, rows] = 1.0 / len(rows)
-    return M
-
-
-_MAP = _mapping_matrix()
+_MAP, _ = averaging_matrix(PHALP_ROWS, BODY_FROM_PHALP, NUM_PHALP_JOINTS)
 
 
 def body_from_phalp(joints: np.ndarray) -> np.ndarray:
