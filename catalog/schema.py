@@ -89,6 +89,7 @@ CLIP_BASE = pa.schema(
         ("joint_set", pa.string()),
         ("has_smpl", pa.bool_()),
         ("motion_path", pa.string()),
+        ("g1_motion_path", pa.string()),
     ]
 )
 
