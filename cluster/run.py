@@ -140,6 +140,9 @@ def run(inputs: list[str], list_files: list[str], out_dir: str | Path, config: R
     write_plan(layout, items)
     todo = [it for it in items if opts.force or not layout.done_marker(it.video_id, chash).exists()]
     report.already_done = len(items) - len(todo)
+    if opts.progress:
+        print(f"g1forge: {len(items)} videos ({report.already_done} already done, {len(todo)} to do) -> {layout.root}",
+              file=sys.stderr, flush=True)
     if todo:
         try:
             _execute(todo, layout, config, opts, report)
