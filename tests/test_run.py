@@ -166,3 +166,23 @@ def test_sigint_stops_gracefully_and_says_how_to_resume(tmp_path):
     resumed = cli(*args)
     assert resumed.returncode == 0 and "0 already done" not in resumed.stdout
     assert run_query(out, "SELECT count(*) AS n FROM videos WHERE status = 'ok'").to_pylist() == [{"n": 24}]
+
+
+def test_unreadable_and_audio_only_files_become_rows(tmp_path):
+    from video_factory import make_audio_only, make_video
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "notes.MP4").write_text("this is text, not a video")
+    make_audio_only(folder / "sound.m4v")
+    make_video(folder / "blank.mov", width=96, height=64, fps=10, num_frames=12)  # a box, no person
+    report = run([str(folder)], [], tmp_path / "out", RunConfig(), ExecOptions(workers=1, progress=False))
+    rows = {r["uri"].rsplit("/", 1)[-1]: r for r in run_query(
+        tmp_path / "out", "SELECT uri, status, reason FROM videos").to_pylist()}
+    assert set(rows) == {"empty.mp4", "notes.MP4", "sound.m4v", "blank.mov"}
+    assert rows["empty.mp4"]["status"] == "failed" and rows["empty.mp4"]["reason"].startswith("unreadable:")
+    assert rows["notes.MP4"]["status"] == "failed" and rows["notes.MP4"]["reason"].startswith("unreadable:")
+    assert rows["sound.m4v"]["reason"].startswith("audio_only:")
+    assert rows["blank.mov"]["status"] == "filtered" and rows["blank.mov"]["reason"].startswith("no_person:")
+    assert report.counts == {"failed": 3, "filtered": 1}
