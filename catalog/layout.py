@@ -10,6 +10,7 @@
           tracks.parquet                   one row per track
           clips.parquet                    one row per clip (ok and filtered)
           clips/<clip_id>.npz              the clip's world-frame human motion (see pipeline.motion_io)
+          clips/<clip_id>.g1.npz           the clip retargeted to the G1 (see pipeline.g1_motion)
           _done.<config_hash>              completion marker, written last inside the staged folder
       data/_schema/_schema/*.parquet       zero-row fragments carrying the full schema (views never see "no files")
       state/plan.parquet                   the latest run's input list (video_id, uri), for `g1forge status`
@@ -94,5 +95,10 @@ class RunLayout:
 
     @staticmethod
     def clip_motion_relpath(video_id: str, clip_id: str) -> str:
-        """Path of a clip's motion file relative to the run folder (stored in the catalog)."""
+        """Path of a clip's human motion file relative to the run folder (stored in the catalog)."""
         return f"data/{shard_of(video_id)}/{video_id}/clips/{clip_id}.npz"
+
+    @staticmethod
+    def g1_motion_relpath(video_id: str, clip_id: str) -> str:
+        """Path of a clip's retargeted G1 motion file relative to the run folder (stored in the catalog)."""
+        return f"data/{shard_of(video_id)}/{video_id}/clips/{clip_id}.g1.npz"

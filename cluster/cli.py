@@ -1,4 +1,4 @@
-"""The ``g1forge`` command line: ``run``, ``query`` and ``status``."""
+"""The ``g1forge`` command line: ``run``, ``query``, ``export`` and ``status``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
     q.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
 
+    e = sub.add_parser("export", help="write selected clips' G1 motions in a trainer's format, with a manifest")
+    e.add_argument("out", metavar="DIR")
+    e.add_argument("--where", help="SQL predicate over the clips table, e.g. \"duration_s > 4 AND jitter_m_s3 < 500\"")
+    from catalog.formats import FORMATS
+
+    e.add_argument("--format", required=True, dest="fmt", choices=list(FORMATS),
+                   help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
+    e.add_argument("--dest", required=True, metavar="FOLDER")
+    e.add_argument("--fps", type=float, help="output rate (default: 30 for unitree-csv and gmr-pkl, 50 for the "
+                                              "NPZ formats)")
+    e.add_argument("--limit", type=int, help="export at most this many clips")
+
     s = sub.add_parser("status", help="counts by status and reason, throughput, what is left")
     s.add_argument("out", metavar="DIR")
     s.add_argument("--json", action="store_true")
@@ -91,6 +103,14 @@ def _query(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from catalog.export import export
+
+    report = export(args.out, args.where, args.fmt, args.dest, fps=args.fps, limit=args.limit)
+    print(report.summary())
+    return 0
+
+
 def _status(args) -> int:
     from cluster.run import format_status, status_counts
 
@@ -101,7 +121,7 @@ def _status(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": _run, "query": _query, "status": _status}[args.command]
+    handler = {"run": _run, "query": _query, "export": _export, "status": _status}[args.command]
     try:
         return handler(args)
     except G1ForgeError as exc:
