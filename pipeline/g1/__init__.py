@@ -17,4 +17,21 @@ Public API (``pipeline.g1.model``):
   (body_pos_w_m (T,B,3), body_rotmat_w (T,B,3,3))`` differentiable, vectorised over frames;
   ``site_pos(name)`` offsets of sites (``left_foot``, ``right_foot``, ``left_palm``, ...) in their body frame;
   ``mj_model()`` a ``mujoco.MjModel`` of the same file.
+
+Additions beyond the contract above (same module):
+
+- Constants: ``BODY_PARENT_INDEX`` (30,), ``ANCHOR_BODY`` (``torso_link``), ``FOOT_BODIES``, ``HAND_BODIES``,
+  ``STANDING_PELVIS_HEIGHT_M`` (0.792: soles on z = 0 at zero joints), ``DEFAULT_MJCF_PATH``,
+  ``MOTOR_EFFORT_LIMIT_NM`` / ``MOTOR_VELOCITY_LIMIT_RAD_S`` (dicts by joint name; the fallback for a user MJCF
+  without ``actuatorfrcrange`` or the ``velocity_limit_rad_s:<joint>`` numerics the bundled file carries).
+- Functions: ``breadth_first_order(parent_index) -> list[int]``, ``quat_wxyz_to_rotmat(q (..., 4)) -> (..., 3, 3)``.
+- ``G1Model`` also has ``isaac_body_names`` / ``isaac_joint_names`` (the BFS orders of the loaded file),
+  ``body_joint_index`` (B,) (-1 for the root), ``joint_anchor_m`` (B, 3), ``joint_ref_rad`` (29,),
+  ``joint_qpos_index`` (29,), ``body_com_m`` (B, 3), ``body_inertia_kg_m2`` (B, 3) with
+  ``body_inertia_quat_wxyz`` (B, 4), ``has_free_joint``, ``nq``, ``num_bodies``; ``body_index(name)``,
+  ``joint_index(name)``, ``site_body(name)``; ``qpos(root_pos_m, root_quat_wxyz, joint_pos_rad) -> (T, nq)``
+  (MuJoCo qpos of the file); ``sole_points_m(foot_body) -> (4, 3)`` (lowest sole points in the foot frame);
+  ``collision``: a ``CollisionCapsules`` table (every collision shape of the bundled model is a capsule or a
+  sphere, in body frames: ``names``, ``body_index``, ``a_m``, ``b_m``, ``radius_m``, ``is_sole``, and
+  ``self_pairs`` (P, 2), the capsule pairs MuJoCo tests for self-collision).
 """
