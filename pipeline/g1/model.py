@@ -34,6 +34,9 @@ from typing import Any
 import numpy as np
 
 from ingest.errors import ConfigError, MissingDependencyError
+from pipeline.rotations import quat_multiply as _quat_mul
+from pipeline.rotations import quat_rotate as _quat_rotate
+from pipeline.rotations import quat_to_matrix as quat_wxyz_to_rotmat  # noqa: F401 (part of the API)
 
 DEFAULT_MJCF_PATH = Path(__file__).with_name("g1_29dof.xml")
 
@@ -667,43 +670,6 @@ def _collision_capsules(m, bodies: list[int], local: dict[int, int]) -> Collisio
 
 
 # ---------------------------------------------------------------------- small math
-
-
-def quat_wxyz_to_rotmat(quat_wxyz) -> np.ndarray:
-    """Rotation matrices (..., 3, 3) from quaternions (..., 4) wxyz (normalised here)."""
-    q = np.asarray(quat_wxyz, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], axis=-1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], axis=-1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=-1),
-        ],
-        axis=-2,
-    )
-
-
-def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        axis=-1,
-    )
-
-
-def _quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate vectors v (..., 3) by unit quaternions q (..., 4) wxyz."""
-    w = q[..., :1]
-    u = q[..., 1:]
-    t = 2.0 * np.cross(u, v)
-    return v + w * t + np.cross(u, t)
 
 
 def _check_shapes(root_pos, root_quat, q, num_joints: int, where: str) -> tuple[int, ...]:
