@@ -47,6 +47,7 @@ VIDEOS = pa.schema(
         ("clips_duration_s", pa.float64()),
         ("download_time_s", pa.float64()),
         ("pose_time_s", pa.float64()),
+        ("retarget_time_s", pa.float64()),
         ("process_time_s", pa.float64()),
         ("finished_at", pa.timestamp("ms", tz="UTC")),
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ingest.errors import G1ForgeError
 
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="backend option, e.g. focal_px=1400 or max_side_px=640; repeatable")
     r.add_argument("--min-clip-s", type=float, help="shortest clip kept (default 2)")
     r.add_argument("--max-clip-s", type=float, help="longest clip window (default 10)")
+    r.add_argument("--g1-mjcf", metavar="FILE", help="another G1 MJCF with the same 29 joint names (default: the "
+                                                     "bundled g1_29dof.xml)")
     r.add_argument("--max-height", type=int, default=720, help="download height cap for remote videos")
     r.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
     r.add_argument("--ray-address", help="join an existing Ray cluster (default: $RAY_ADDRESS or a local Ray)")
@@ -80,7 +83,8 @@ def _run(args) -> int:
     clip_overrides = {k: v for k, v in (("min_clip_s", args.min_clip_s), ("max_clip_s", args.max_clip_s))
                       if v is not None}
     config = RunConfig(backend=args.backend, backend_options=dict(args.backend_options),
-                       clip=dataclasses.replace(ClipConfig(), **clip_overrides))
+                       clip=dataclasses.replace(ClipConfig(), **clip_overrides),
+                       g1_mjcf=str(Path(args.g1_mjcf).resolve()) if args.g1_mjcf else None)
     config.download.max_height = args.max_height
     opts = ExecOptions(workers=args.workers, force=args.force, fail_on_error=args.fail_on_error,
                        progress=not args.no_progress, ray_address=args.ray_address)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from catalog.layout import FORMAT_VERSION
 from ingest.errors import ConfigError
 from pipeline.clips import ClipConfig
+from pipeline.retarget import KeyPoint, RetargetConfig, RobotPoint
 from pipeline.world import WorldConfig
 
 
@@ -36,12 +37,15 @@ class RunConfig:
     backend: pose backend registry name (``mediapipe``, ``phalp-pkl``).
     backend_options: backend keyword options (e.g. ``{"focal_px": 1200.0}``); validated by the backend.
     clip: segmentation, world-alignment and metric settings.
+    retarget: the G1 retargeter's weights and key points; ``g1_mjcf``: a user G1 MJCF (None: the bundled one).
     download: remote-source settings.
     """
 
     backend: str = "mediapipe"
     backend_options: dict = field(default_factory=dict)
     clip: ClipConfig = field(default_factory=ClipConfig)
+    retarget: RetargetConfig = field(default_factory=RetargetConfig)
+    g1_mjcf: str | None = None
     download: DownloadConfig = field(default_factory=DownloadConfig)
 
     def to_dict(self) -> dict:
@@ -54,8 +58,9 @@ class RunConfig:
             clip_d = dict(d.pop("clip", {}))
             world = WorldConfig(**clip_d.pop("world", {}))
             clip = ClipConfig(world=world, **clip_d)
+            retarget = _retarget_config_from_dict(d.pop("retarget", {}))
             download = DownloadConfig(**d.pop("download", {}))
-            return cls(clip=clip, download=download, **d)
+            return cls(clip=clip, retarget=retarget, download=download, **d)
         except TypeError as exc:
             raise ConfigError(f"bad configuration: {exc}") from None
 
@@ -66,6 +71,8 @@ class RunConfig:
             "backend": self.backend,
             "backend_options": self.backend_options,
             "clip": dataclasses.asdict(self.clip),
+            "retarget": dataclasses.asdict(self.retarget),
+            "g1_mjcf_sha256": _file_sha256(self.g1_mjcf) if self.g1_mjcf else None,
             "max_height": self.download.max_height,
         }
 
@@ -73,3 +80,23 @@ class RunConfig:
         """12 hex characters of the SHA-256 of :meth:`hashed_dict` as canonical JSON."""
         blob = json.dumps(self.hashed_dict(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def _retarget_config_from_dict(d: dict) -> RetargetConfig:
+    d = dict(d)
+    if "keypoints" in d:
+        d["keypoints"] = tuple(
+            KeyPoint(human=k["human"], parent=k["parent"], weight=k.get("weight", 1.0),
+                     robot=tuple(RobotPoint(body=r["body"], offset_m=tuple(r.get("offset_m", (0.0, 0.0, 0.0))),
+                                            sole=r.get("sole", "")) for r in k["robot"]))
+            for k in d["keypoints"]
+        )
+    return RetargetConfig(**d)
+
+
+def _file_sha256(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the G1 MJCF {path}: {exc}") from None

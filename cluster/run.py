@@ -103,9 +103,11 @@ def prepare_run_folder(layout: RunLayout, config: RunConfig) -> None:
     tmp.write_text(json.dumps(info, indent=2, default=str))
     os.replace(tmp, layout.info_path)
     clean_staging(layout)
+    from pipeline.process import RETARGET_COLUMNS
     from pipeline.quality import METRIC_NAMES
+    from pipeline.robot_metrics import ROBOT_METRIC_NAMES
 
-    write_schema_fragments(layout, list(METRIC_NAMES))
+    write_schema_fragments(layout, [*METRIC_NAMES, *ROBOT_METRIC_NAMES, *RETARGET_COLUMNS])
     db.write_views(layout)
 
 

@@ -16,8 +16,9 @@ from cluster.config import RunConfig
 from ingest.errors import G1ForgeError, classify_exception
 from ingest.items import VideoItem
 from pipeline.backends.base import PoseBackend, create_backend
+from pipeline.g1_motion import save_g1_motion
 from pipeline.motion_io import save_clip
-from pipeline.process import VideoOutcome, failed_outcome, process_video
+from pipeline.process import RetargetStage, VideoOutcome, failed_outcome, process_video
 
 #: Test-only fault hook: when the environment names a video id here, the worker process dies on it (os._exit),
 #: once per marker file, to exercise worker-loss recovery.
@@ -37,6 +38,8 @@ def publish_outcome(layout: RunLayout, outcome: VideoOutcome, config_hash: str) 
     def write_motions(clips_dir: Path) -> None:
         for clip in outcome.clips:
             save_clip(clip, clips_dir / f"{clip.clip_id}.npz")
+        for motion in outcome.g1_motions:
+            save_g1_motion(motion, clips_dir / f"{motion.clip_id}.g1.npz")
 
     publish_video(layout, outcome.video_row["video_id"], config_hash, outcome.video_row, outcome.track_rows,
                   outcome.clip_rows, metric_names_of(outcome), write_motions)
@@ -65,6 +68,7 @@ class VideoWorker:
         self.config_hash = self.config.config_hash()
         self.layout = RunLayout.at(run_root)
         self._backend: PoseBackend | None = None
+        self._retarget: RetargetStage | None = None
         self.backend_loads = 0
         self.busy_s = 0.0
         self.started = time.perf_counter()
@@ -76,17 +80,23 @@ class VideoWorker:
             self.backend_loads += 1
         return self._backend
 
+    @property
+    def retarget(self) -> RetargetStage:
+        if self._retarget is None:
+            self._retarget = RetargetStage(self.config.retarget, self.config.g1_mjcf)
+        return self._retarget
+
     def process(self, item: VideoItem, attempts: int = 1) -> dict:
         """Process and publish ``item``; returns :func:`summarize`'s dict. Never raises for bad input."""
         t0 = time.perf_counter()
         _maybe_die(item.video_id)
         try:
-            backend = self.backend
+            backend, retarget = self.backend, self.retarget
         except G1ForgeError as exc:  # e.g. a missing dependency: every video fails with the fix in its reason
             outcome = failed_outcome(item, self.config_hash, self.config.backend, exc, attempts)
         else:
             outcome = process_video(item, backend, self.config, self.layout.download_dir, self.config_hash,
-                                    attempts)
+                                    attempts, retarget)
         published = self._publish(outcome, item, attempts)
         self.busy_s += time.perf_counter() - t0
         return summarize(outcome, published)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from catalog.layout import RunLayout
 from ingest.errors import G1ForgeError, InputNotFound, NoPerson, classify_exception
 from ingest.items import VideoItem
 from pipeline.backends.base import PoseBackend
@@ -39,6 +40,7 @@ class VideoOutcome:
     track_rows: list[dict] = field(default_factory=list)
     clip_rows: list[dict] = field(default_factory=list)
     clips: list[HumanClip] = field(default_factory=list)
+    g1_motions: list = field(default_factory=list)  # G1Motion of each clip in ``clips`` that retargeted
     error: G1ForgeError | None = None
 
     @property
@@ -76,9 +78,34 @@ def failed_outcome(item: VideoItem, config_hash: str, backend: str, error: BaseE
     return VideoOutcome(video_row=row, error=err)
 
 
+#: Clip columns the G1 stage adds besides :data:`pipeline.robot_metrics.ROBOT_METRIC_NAMES`.
+RETARGET_COLUMNS = ("retarget_time_s", "retarget_iterations")
+
+
+class RetargetStage:
+    """Retargets ok clips to the G1 and scores them; built once per worker (the model is loaded once)."""
+
+    def __init__(self, config, mjcf_path: str | None = None):
+        from pipeline.g1.model import load_g1
+
+        self.config = config
+        self.model = load_g1(mjcf_path)
+
+    def __call__(self, clip: HumanClip):
+        """Returns ``(G1Motion, robot metrics)`` for ``clip``."""
+        from pipeline.retarget import retarget_clip
+        from pipeline.robot_metrics import robot_metrics
+
+        result = retarget_clip(clip, self.model, self.config)
+        metrics = robot_metrics(result.motion, self.model, result.targets, result.contact)
+        metrics["retarget_time_s"] = result.stats.time_s
+        metrics["retarget_iterations"] = float(result.stats.iterations)
+        return result.motion, metrics
+
+
 def process_video(item: VideoItem, backend: PoseBackend, config, download_dir: Path, config_hash: str,
-                  attempts: int = 1) -> VideoOutcome:
-    """Run one video through the human stage.
+                  attempts: int = 1, retarget: RetargetStage | None = None) -> VideoOutcome:
+    """Run one video through the human stage, then (with ``retarget``) the G1 stage for every ok clip.
 
     config: a :class:`cluster.config.RunConfig` (its ``clip`` and ``download`` parts are used here).
     Returns the outcome; only ``KeyboardInterrupt``/``SystemExit`` propagate.
@@ -105,12 +132,16 @@ def process_video(item: VideoItem, backend: PoseBackend, config, download_dir: P
             row["num_frames"] = int(result.num_frames)
             row["width_px"], row["height_px"] = int(result.image_size_hw[1]), int(result.image_size_hw[0])
         _clips_into(outcome, result, config)
+        if retarget is not None:
+            t_rt = time.perf_counter()
+            _retarget_into(outcome, retarget)
+            row["retarget_time_s"] = time.perf_counter() - t_rt
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # every other failure becomes this video's reason
         err = classify_exception(exc)
         outcome.error = err
-        outcome.track_rows, outcome.clip_rows, outcome.clips = [], [], []
+        outcome.track_rows, outcome.clip_rows, outcome.clips, outcome.g1_motions = [], [], [], []
         row.update(status=err.status, reason=err.catalog_reason())
     row["process_time_s"] = time.perf_counter() - t_start
     row["finished_at"] = datetime.now(timezone.utc)
@@ -185,6 +216,34 @@ def _clips_into(outcome: VideoOutcome, result: PoseResult, config) -> None:
         row.update(status="filtered", reason=f"no_clip: {_no_clip_reason(clips)}")
 
 
+def _retarget_into(outcome: VideoOutcome, retarget: RetargetStage) -> None:
+    """Retarget every ok clip; a clip whose retargeting fails becomes ``failed`` with the reason, not the video."""
+    rows = {r["clip_id"]: r for r in outcome.clip_rows}
+    tracks = {r["track_id"]: r for r in outcome.track_rows}
+    kept = []
+    for clip in outcome.clips:
+        row = rows[clip.clip_id]
+        try:
+            motion, metrics = retarget(clip)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            err = classify_exception(exc)
+            row.update(status="failed", reason=f"retarget: {err.catalog_reason()}", motion_path=None)
+            tracks[clip.track_id]["num_clips_ok"] -= 1
+            continue
+        row.update({k: float(v) for k, v in metrics.items()})
+        row["g1_motion_path"] = RunLayout.g1_motion_relpath(outcome.video_row["video_id"], clip.clip_id)
+        kept.append(clip)
+        outcome.g1_motions.append(motion)
+    outcome.clips = kept
+    n_ok = len(kept)
+    vrow = outcome.video_row
+    vrow.update(num_clips_ok=n_ok, clips_duration_s=float(sum(c.duration_s for c in kept)))
+    if n_ok == 0 and vrow["status"] == "ok":
+        vrow.update(status="failed", reason="retarget: every clip failed to retarget (see the clips table)")
+
+
 def _no_clip_reason(clips: list[HumanClip]) -> str:
     if not clips:
         return "no_clip: no segment long enough"
@@ -194,8 +253,6 @@ def _no_clip_reason(clips: list[HumanClip]) -> str:
 
 def clip_row(clip: HumanClip, video_id: str) -> dict:
     """The catalog row of a clip: ids, span, status and its metrics as float columns."""
-    from catalog.layout import RunLayout
-
     n = clip.num_frames
     row = {
         "clip_id": clip.clip_id,

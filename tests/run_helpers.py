@@ -14,7 +14,7 @@ from catalog.db import connect
 from catalog.layout import RunLayout
 
 #: Columns that legitimately differ between two runs of the same inputs (timings, run-dependent counters).
-VOLATILE = {"download_time_s", "pose_time_s", "process_time_s", "finished_at", "attempts"}
+VOLATILE = {"download_time_s", "pose_time_s", "retarget_time_s", "process_time_s", "finished_at", "attempts"}
 ORDER = {"videos": "video_id", "tracks": "video_id, track_id", "clips": "clip_id"}
 
 

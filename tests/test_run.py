@@ -19,6 +19,7 @@ from cluster.config import RunConfig
 from cluster.run import ExecOptions, run
 from cluster.worker import FAULT_ENV
 from phalp_factory import make_phalp_pickle
+from pipeline.g1_motion import load_g1_motion
 from pipeline.motion_io import load_clip
 from run_helpers import catalog_snapshot, cli, kill_session
 
@@ -72,6 +73,9 @@ def test_clips_have_motion_files_and_metrics(finished_run):
         assert clip.joints_world_m.shape == (c["num_frames"], 20, 3)
         assert np.isfinite(c["jitter_m_s3"]) and 0.0 <= c["foot_contact_score"] <= 1.0
         assert clip.smpl is not None and c["has_smpl"]
+        g1 = load_g1_motion(out / c["g1_motion_path"])
+        assert g1.clip_id == c["clip_id"] and g1.num_frames == c["num_frames"] and g1.joint_pos_rad.shape[1] == 29
+        assert c["joint_limit_violations"] == 0 and c["keybody_err_mean_m"] < 0.1
     tracks = run_query(out, "SELECT count(*) AS n, sum(num_clips_ok) AS k FROM tracks").to_pylist()
     assert tracks == [{"n": 10, "k": 10}]
 
@@ -94,6 +98,12 @@ def test_cli_query_and_status(finished_run):
     s = cli("status", str(out), "--json")
     st = json.loads(s.stdout)
     assert st["videos"] == {"failed": 2, "ok": 5} and st["left"] == 0
+    ex = cli("export", str(out), "--where", "track_id = 1", "--format", "unitree-csv", "--dest", str(out.parent / "x"))
+    assert ex.returncode == 0, ex.stderr
+    assert len(list((out.parent / "x").glob("file-*.csv"))) == 5 and (out.parent / "x" / "manifest.csv").exists()
+    bad_where = cli("export", str(out), "--where", "no_such_column > 1", "--format", "mjlab-npz", "--dest",
+                    str(out.parent / "y"))
+    assert bad_where.returncode == 2 and "--where" in bad_where.stderr
     bad = cli("query", str(out), "DROP VIEW videos")
     assert bad.returncode == 2 and "read-only" in bad.stderr
     assert run_query(out, "SELECT count(*) AS n FROM videos").to_pylist() == [{"n": 7}]
