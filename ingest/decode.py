@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.errors import AudioOnly, DecodeError, MissingDependencyError, ProbeError
+from ingest.errors import AudioOnly, DecodeError, ProbeError, require_module
 
 #: Frames with a B-frame reordering depth beyond this many packets are not expected in real streams; the packet
 #: count used to find the first index after a seek stops this many packets past the target time.
@@ -54,11 +54,7 @@ class DecodedFrame:
 
 
 def _import_av():
-    try:
-        import av  # noqa: PLC0415 - heavy optional import, only where decoding happens
-    except ImportError as exc:  # pragma: no cover - av is a core dependency
-        raise MissingDependencyError("PyAV is needed to decode video: pip install av") from exc
-    return av
+    return require_module("av", "decoding video", "pip install av")
 
 
 def _rotation_ccw_deg(display_matrix_ccw: float | None, rotate_tag: str | None) -> int:

@@ -188,3 +188,17 @@ def classify_exception(exc: BaseException) -> G1ForgeError:
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:  # ENOSPC
         return WriteError(f"disk full: {exc}")
     return G1ForgeError(f"{type(exc).__name__}: {exc}", reason="internal")
+
+
+def require_module(name: str, purpose: str, install: str):
+    """Import ``name`` where it is needed (heavy dependencies stay out of package import).
+
+    Raises :class:`MissingDependencyError` saying what needs it (``purpose``) and how to install it (``install``,
+    a pip command).
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise MissingDependencyError(f"{purpose} needs {name}: {install} ({exc})") from None

@@ -67,7 +67,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ingest.errors import ConfigError, MissingDependencyError, TooShort
+from ingest.errors import ConfigError, TooShort, require_module
 from pipeline.g1_motion import G1Motion
 from pipeline.motion import HumanClip
 from pipeline.rotations import matrix_to_quat, quat_continuous
@@ -1022,13 +1022,7 @@ def _solve_banded(Hd, g, Ho1, Ho2, lam: float, free: np.ndarray) -> np.ndarray:
 
 
 def _import_torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - torch is a core dependency for retargeting
-        raise MissingDependencyError(
-            f"retargeting needs torch: pip install 'g1forge[retarget]' (or pip install torch) ({exc})"
-        ) from None
-    return torch
+    return require_module("torch", "retargeting", "pip install torch")
 
 
 def _so3_exp(w: np.ndarray) -> np.ndarray:

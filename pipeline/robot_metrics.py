@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ingest.errors import MissingDependencyError
+from ingest.errors import require_module
 from pipeline.g1_motion import G1Motion
 
 GRAVITY_M_S2 = 9.81
@@ -162,13 +162,7 @@ def _foot_metrics(motion: G1Motion, model, contact, floating_height_m: float) ->
 
 
 def _mujoco():
-    try:
-        import mujoco
-    except ImportError as exc:  # pragma: no cover - mujoco is a retargeting dependency
-        raise MissingDependencyError(
-            f"robot metrics need MuJoCo: pip install 'g1forge[retarget]' (or pip install mujoco) ({exc})"
-        ) from None
-    return mujoco
+    return require_module("mujoco", "robot metrics", "pip install mujoco")
 
 
 def self_collision_frames(motion: G1Motion, model, tol_m: float = 0.001) -> int:

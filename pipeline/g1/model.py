@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.errors import ConfigError, MissingDependencyError
+from ingest.errors import ConfigError, require_module
 from pipeline.rotations import quat_multiply as _quat_mul
 from pipeline.rotations import quat_rotate as _quat_rotate
 from pipeline.rotations import quat_to_matrix as quat_wxyz_to_rotmat  # noqa: F401 (part of the API)
@@ -460,23 +460,11 @@ def _load_cached(path: str) -> G1Model:
 
 
 def _import_mujoco():
-    try:
-        import mujoco
-    except ImportError as exc:  # pragma: no cover - mujoco is part of the retarget extra
-        raise MissingDependencyError(
-            f"the G1 model needs MuJoCo: pip install 'g1forge[retarget]' (or pip install mujoco) ({exc})"
-        ) from None
-    return mujoco
+    return require_module("mujoco", "the G1 model", "pip install mujoco")
 
 
 def _import_torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - torch is part of the retarget extra
-        raise MissingDependencyError(
-            f"differentiable G1 kinematics need torch: pip install 'g1forge[retarget]' (or pip install torch) ({exc})"
-        ) from None
-    return torch
+    return require_module("torch", "differentiable G1 kinematics", "pip install torch")
 
 
 def _compile(path: Path):
