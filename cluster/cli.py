@@ -1,4 +1,4 @@
-"""The ``g1forge`` command line: ``run``, ``query``, ``export`` and ``status``."""
+"""The ``g1forge`` command line: ``run``, ``query``, ``export``, ``status``, ``doctor`` and ``setup``."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .txt/.csv/.jsonl/.parquet list with a 'uri' column (optional start_s, end_s, tags, "
                         "license); repeatable")
     r.add_argument("--out", required=True, metavar="DIR", help="run folder (catalog, clips, cache)")
-    r.add_argument("--backend", default="mediapipe", help="pose backend: mediapipe (CPU, default), phalp-pkl")
+    r.add_argument("--backend", default="mediapipe",
+                   help="pose backend: mediapipe (CPU, default), phalp-pkl, 4dhumans (CUDA GPU; see g1forge doctor)")
     r.add_argument("--backend-option", dest="backend_options", action="append", default=[], type=_parse_option,
                    metavar="KEY=VALUE", help="backend option, e.g. focal_px=1400 or max_side_px=640; repeatable")
     r.add_argument("--min-clip-s", type=float, help="shortest clip kept (default 2)")
@@ -67,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="counts by status and reason, throughput, what is left")
     s.add_argument("out", metavar="DIR")
     s.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("doctor", help="for each backend: can it run here, and if not, the exact fix")
+    d.add_argument("backends", nargs="*", metavar="BACKEND", help="only these backends (default: all)")
+    d.add_argument("--strict", action="store_true", help="exit 1 if any checked backend cannot run")
+    d.add_argument("--json", action="store_true")
+
+    from cluster.setup_gpu import add_arguments
+
+    g = sub.add_parser("setup", help="install the 4D-Humans GPU stack at pinned commits and its verified weights")
+    add_arguments(g)
     return p
 
 
@@ -123,9 +134,22 @@ def _status(args) -> int:
     return 0
 
 
+def _doctor(args) -> int:
+    from cluster.doctor import main as doctor_main
+
+    return doctor_main(args)
+
+
+def _setup(args) -> int:
+    from cluster.setup_gpu import main as setup_main
+
+    return setup_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": _run, "query": _query, "export": _export, "status": _status}[args.command]
+    handler = {"run": _run, "query": _query, "export": _export, "status": _status, "doctor": _doctor,
+               "setup": _setup}[args.command]
     try:
         return handler(args)
     except G1ForgeError as exc:

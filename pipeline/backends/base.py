@@ -74,4 +74,4 @@ def create_backend(name: str, **options) -> PoseBackend:
 
 def _load_builtin_backends() -> None:
     # Importing these modules registers them; they import their heavy dependencies lazily.
-    from pipeline.backends import mediapipe_backend, phalp_pkl  # noqa: F401
+    from pipeline.backends import fourdhumans, mediapipe_backend, phalp_pkl  # noqa: F401

@@ -297,6 +297,80 @@ def probe_fps_beside(pkl_path: Path) -> float | None:
     return None
 
 
+def pose_result_from_phalp(
+    results,
+    *,
+    source: str,
+    fps: float,
+    backend: str,
+    backend_version: str,
+    frame_time_s: np.ndarray | None = None,
+    frame_offset: int = 0,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> PoseResult:
+    """Convert a PHALP / 4D-Humans results dict (as ``track()`` returns it or ``joblib.load`` reads it).
+
+    Used by the ``phalp-pkl`` importer and by the ``4dhumans`` GPU backend, so both give identical tracks.
+
+    results: the dict keyed by frame (see the module docstring); only real observations are kept.
+    source: names the input in error messages.
+    fps: the source's average frame rate (frames / second).
+    frame_time_s: (N,) presentation times of frames 0..N-1 of the whole video, or None to use ``idx / fps``.
+    frame_offset: index of the video frame PHALP's ``time == 0`` refers to (> 0 when tracking started part way
+        into the video); ``frame_idx = frame_offset + time``.
+    start_s, end_s: keep observations with ``start_s <= frame time < end_s`` (None = open).
+    Raises :class:`NoPerson` when nothing real is left, :class:`BadResultFile` for inconsistent data.
+    """
+    observations, shots, num_results_frames = parse_observations(results, source)
+    if not observations:
+        raise NoPerson(f"{source} holds {num_results_frames} frames but no real (non-ghost) observation of a person")
+    if not fps > 0:
+        raise BadResultFile(f"{source}: frame rate {fps!r} is not > 0; give the fps of the source video")
+    sizes = {o.size_hw for o in observations}
+    if len(sizes) > 1:
+        raise BadResultFile(f"{source}: frames disagree on the image size {sorted(sizes)}; one video per file")
+    h, w = sizes.pop()
+    if h <= 0 or w <= 0:
+        raise BadResultFile(f"{source}: invalid image size {h}x{w} in 'size'")
+    if frame_time_s is None:
+        num_frames = frame_offset + num_results_frames
+        frame_time_s = np.arange(num_frames, dtype=np.float64) / fps
+    else:
+        frame_time_s = np.asarray(frame_time_s, dtype=np.float64)
+        num_frames = len(frame_time_s)
+        if frame_offset + num_results_frames > num_frames:
+            raise BadResultFile(f"{source}: results reach frame {frame_offset + num_results_frames - 1} but the "
+                                f"video has {num_frames} frames")
+    shot_boundary = np.zeros(num_frames, dtype=bool)
+    for t, flag in shots.items():
+        if flag and 0 < frame_offset + t < num_frames:
+            shot_boundary[frame_offset + t] = True
+
+    by_tid: dict[int, list[_Obs]] = {}
+    for o in observations:
+        t_s = frame_time_s[frame_offset + o.time]
+        if (start_s is not None and t_s < start_s - 1e-9) or (end_s is not None and t_s >= end_s):
+            continue
+        by_tid.setdefault(o.tid, []).append(o)
+    tracks = [_track(tid, obs, h, w, frame_time_s, source, frame_offset) for tid, obs in sorted(by_tid.items())]
+    if not tracks:
+        raise NoPerson(f"{source}: no real observation between {start_s} s and {end_s} s")
+    return PoseResult(
+        tracks=tracks,
+        num_frames=int(num_frames),
+        fps=float(fps),
+        image_size_hw=(h, w),
+        focal_px=float(phalp_focal_px(h, w)),
+        frame_time_s=frame_time_s,
+        shot_boundary=shot_boundary,
+        background_motion=None,
+        backend=backend,
+        backend_version=backend_version,
+        extra={"num_observations": len(observations)},
+    )
+
+
 @dataclass
 class PhalpPklOptions:
     """Options of the ``phalp-pkl`` backend.
@@ -339,63 +413,26 @@ class PhalpPklBackend(PoseBackend):
         if not path.is_file():
             raise InputNotFound(f"{path} does not exist or is not a file; give the path of a PHALP .pkl")
         results = load_results_pickle(path)
-        observations, shots, num_frames = parse_observations(results, str(path))
-        if not observations:
-            raise NoPerson(f"{path} holds {num_frames} frames but no real (non-ghost) observation of a person")
-
         fps = (self.options.probe_video and probe_fps_beside(path)) or self.options.fps
-        sizes = {o.size_hw for o in observations}
-        if len(sizes) > 1:
-            raise BadResultFile(f"{path}: frames disagree on the image size {sorted(sizes)}; one video per file")
-        h, w = sizes.pop()
-        if h <= 0 or w <= 0:
-            raise BadResultFile(f"{path}: invalid image size {h}x{w} in 'size'")
-        focal = phalp_focal_px(h, w)
-        frame_time_s = np.arange(num_frames, dtype=np.float64) / fps
-        shot_boundary = np.zeros(num_frames, dtype=bool)
-        for t, flag in shots.items():
-            if flag and 0 < t < num_frames:
-                shot_boundary[t] = True
+        return pose_result_from_phalp(results, source=str(path), fps=fps, start_s=item.start_s, end_s=item.end_s,
+                                      backend=self.name, backend_version=self.version)
 
-        start_s, end_s = item.start_s, item.end_s
-        by_tid: dict[int, list[_Obs]] = {}
-        for o in observations:
-            t_s = o.time / fps
-            if (start_s is not None and t_s < start_s - 1e-9) or (end_s is not None and t_s >= end_s):
-                continue
-            by_tid.setdefault(o.tid, []).append(o)
-        tracks = [self._track(tid, obs, h, w, frame_time_s, str(path)) for tid, obs in sorted(by_tid.items())]
-        if not tracks:
-            raise NoPerson(f"{path}: no real observation between {start_s} s and {end_s} s")
-        return PoseResult(
-            tracks=tracks,
-            num_frames=int(num_frames),
-            fps=float(fps),
-            image_size_hw=(h, w),
-            focal_px=float(focal),
-            frame_time_s=frame_time_s,
-            shot_boundary=shot_boundary,
-            background_motion=None,
-            backend=self.name,
-            backend_version=self.version,
-            extra={"num_observations": len(observations)},
-        )
 
-    @staticmethod
-    def _track(tid: int, obs: list[_Obs], h: int, w: int, frame_time_s: np.ndarray, where: str) -> HumanTrack:
-        frame_idx = np.array([o.time for o in obs], dtype=np.int64)
-        j3d = np.stack([o.joints_3d for o in obs]) + np.stack([o.camera for o in obs])[:, None, :]
-        kp = phalp_2d_to_px(np.stack([o.joints_2d for o in obs]), h, w)
-        t = len(obs)
-        return HumanTrack(
-            track_id=tid,
-            frame_idx=frame_idx,
-            time_s=frame_time_s[frame_idx],
-            joint_names=BODY_JOINTS,
-            joints_cam_m=body_from_phalp(j3d).astype(np.float32),
-            joint_conf=np.ones((t, len(BODY_JOINTS)), dtype=np.float32),
-            det_conf=np.array([o.conf for o in obs], dtype=np.float32),
-            keypoints_px=body_from_phalp(kp).astype(np.float32),
-            bbox_xywh_px=np.stack([o.bbox for o in obs]).astype(np.float32),
-            smpl=_smpl_params(obs, f"{where} track {tid}"),
-        )
+def _track(tid: int, obs: list[_Obs], h: int, w: int, frame_time_s: np.ndarray, where: str,
+           frame_offset: int = 0) -> HumanTrack:
+    frame_idx = np.array([o.time for o in obs], dtype=np.int64) + frame_offset
+    j3d = np.stack([o.joints_3d for o in obs]) + np.stack([o.camera for o in obs])[:, None, :]
+    kp = phalp_2d_to_px(np.stack([o.joints_2d for o in obs]), h, w)
+    t = len(obs)
+    return HumanTrack(
+        track_id=tid,
+        frame_idx=frame_idx,
+        time_s=frame_time_s[frame_idx],
+        joint_names=BODY_JOINTS,
+        joints_cam_m=body_from_phalp(j3d).astype(np.float32),
+        joint_conf=np.ones((t, len(BODY_JOINTS)), dtype=np.float32),
+        det_conf=np.array([o.conf for o in obs], dtype=np.float32),
+        keypoints_px=body_from_phalp(kp).astype(np.float32),
+        bbox_xywh_px=np.stack([o.bbox for o in obs]).astype(np.float32),
+        smpl=_smpl_params(obs, f"{where} track {tid}"),
+    )
