@@ -24,7 +24,7 @@ from catalog import db
 from catalog.layout import FORMAT_VERSION, RunLayout
 from catalog.writer import clean_staging, write_parquet_atomic, write_schema_fragments
 from cluster.config import RunConfig
-from ingest.errors import ConfigError, MissingDependencyError, WorkerLost
+from ingest.errors import ConfigError, MissingDependencyError, NoGPU, WorkerLost
 from ingest.items import VideoItem
 from pipeline.process import code_version, failed_outcome
 
@@ -165,21 +165,33 @@ def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: 
 
     from pipeline.backends.base import backend_class
 
-    cpus_per_worker = backend_class(config.backend).cpus_per_worker
+    backend_cls = backend_class(config.backend)
+    cpus_per_worker = backend_cls.cpus_per_worker
+    gpus_per_worker = float(backend_cls.gpus_per_worker or 0)
     started_here = _init_ray(ray, opts, cpus_per_worker)
     actors = []
     try:
-        n_workers = opts.workers or int(ray.available_resources().get("CPU", 1)) // cpus_per_worker
+        chash = config.config_hash()
+        if gpus_per_worker:
+            total_gpus = float(ray.cluster_resources().get("GPU", 0))
+            if total_gpus < gpus_per_worker:
+                _fail_all(todo, layout, config, report, NoGPU(
+                    f"the {config.backend} backend needs {gpus_per_worker:g} GPU per worker and this Ray cluster "
+                    f"has {total_gpus:g}; run on a CUDA machine or join one with --ray-address "
+                    f"(g1forge doctor {config.backend} says what is missing)"))
+                return
+            n_workers = opts.workers or int(total_gpus // gpus_per_worker)
+        else:
+            n_workers = opts.workers or int(ray.available_resources().get("CPU", 1)) // cpus_per_worker
         n_workers = max(1, min(n_workers, len(todo)))
         # with --workers above what the CPUs allow, workers share cores rather than wait for them
         num_cpus = cpus_per_worker if opts.workers is None else 1
-        Actor = ray.remote(num_cpus=num_cpus, max_restarts=-1)(VideoWorker)
+        Actor = ray.remote(num_cpus=num_cpus, num_gpus=gpus_per_worker, max_restarts=-1)(VideoWorker)
         actors = [Actor.remote(config.to_dict(), str(layout.root)) for _ in range(n_workers)]
         queue = deque((item, 1) for item in todo)
         pending: dict = {}
         load = [0] * n_workers
         cap = max(1, opts.in_flight_per_worker)
-        chash = config.config_hash()
         with Progress(total=len(todo), enabled=opts.progress) as bar:
             while queue or pending:
                 while queue and min(load) < cap:
@@ -215,6 +227,17 @@ def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: 
                 pass
         if started_here:
             ray.shutdown()
+
+
+def _fail_all(todo: list[VideoItem], layout: RunLayout, config: RunConfig, report: RunReport, error) -> None:
+    """Record every video of ``todo`` as failed with ``error`` (nothing could run them)."""
+    from cluster.worker import publish_outcome
+
+    chash = config.config_hash()
+    for item in todo:
+        outcome = failed_outcome(item, chash, config.backend, error)
+        publish_outcome(layout, outcome, chash)
+        _count(report, {"status": outcome.status, "reason": outcome.video_row["reason"], "frames": 0})
 
 
 def _count(report: RunReport, summary: dict) -> None:

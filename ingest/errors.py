@@ -169,6 +169,12 @@ class WriteError(G1ForgeError):
     retryable = True
 
 
+class NoGPU(G1ForgeError):
+    """A GPU backend was asked for where no GPU is available."""
+
+    reason = "no_gpu"
+
+
 class WorkerLost(G1ForgeError):
     """The worker process running a video died (OOM, node lost)."""
 

@@ -196,3 +196,15 @@ def test_unreadable_and_audio_only_files_become_rows(tmp_path):
     assert rows["sound.m4v"]["reason"].startswith("audio_only:")
     assert rows["blank.mov"]["status"] == "filtered" and rows["blank.mov"]["reason"].startswith("no_person:")
     assert report.counts == {"failed": 3, "filtered": 1}
+
+
+def test_gpu_backend_without_a_gpu_fails_each_video_with_the_fix(tmp_path):
+    from video_factory import make_video
+
+    make_video(tmp_path / "a.mp4", width=64, height=64, fps=10, num_frames=5)
+    make_video(tmp_path / "b.mp4", width=64, height=48, fps=10, num_frames=5)
+    report = run([str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")], [], tmp_path / "out",
+                 RunConfig(backend="4dhumans"), ExecOptions(progress=False))
+    rows = run_query(tmp_path / "out", "SELECT status, reason FROM videos").to_pylist()
+    assert report.counts == {"failed": 2} and len(rows) == 2
+    assert all(r["reason"].startswith("no_gpu:") and "g1forge doctor" in r["reason"] for r in rows)

@@ -506,8 +506,7 @@ class FourDHumansBackend(PoseBackend):
     version = f"4dhumans-{FOURDHUMANS_COMMIT}-phalp-{PHALP_COMMIT}-1"
     needs_video = True
     cpus_per_worker = 1
-    #: GPUs one worker keeps busy (the driver should ask Ray for this many per worker)
-    gpus_per_worker = 1
+    gpus_per_worker = 1  # the driver asks Ray for one GPU per worker; Ray sets CUDA_VISIBLE_DEVICES
     input_extensions = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 
     def __init__(self, **options):
