@@ -28,6 +28,8 @@ class DownloadConfig:
     retries: int = 3
     max_bytes: int = 4 * 1024**3
     use_pytube_fallback: bool = False
+    deadline_s: float = 3600.0
+    """Overall wall-clock limit of one download, retries included: a trickling server cannot hold a worker."""
 
 
 @dataclass
@@ -70,6 +72,7 @@ class RunConfig:
             "format_version": FORMAT_VERSION,
             "backend": self.backend,
             "backend_options": self.backend_options,
+            "backend_env": _backend_env(self.backend),
             "clip": dataclasses.asdict(self.clip),
             "retarget": dataclasses.asdict(self.retarget),
             "g1_mjcf_sha256": _file_sha256(self.g1_mjcf) if self.g1_mjcf else None,
@@ -80,6 +83,15 @@ class RunConfig:
         """12 hex characters of the SHA-256 of :meth:`hashed_dict` as canonical JSON."""
         blob = json.dumps(self.hashed_dict(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def _backend_env(backend: str) -> dict:
+    """Values of the environment variables the backend declares as changing its results."""
+    import os
+
+    from pipeline.backends.base import backend_class
+
+    return {k: os.environ.get(k) for k in backend_class(backend).result_env}
 
 
 def _retarget_config_from_dict(d: dict) -> RetargetConfig:

@@ -34,6 +34,52 @@ def pytest_collection_modifyitems(config, items):
     import os
 
     network_ok = os.environ.get("G1FORGE_NETWORK_TESTS") == "1"
+    gpu_skip = _gpu_skip_reason() if any("gpu" in item.keywords for item in items) else None
     for item in items:
         if "network" in item.keywords and not network_ok:
             item.add_marker(pytest.mark.skip(reason="needs the internet: set G1FORGE_NETWORK_TESTS=1 to run"))
+        if "gpu" in item.keywords and gpu_skip:
+            item.add_marker(pytest.mark.skip(reason=gpu_skip))
+
+
+def _gpu_skip_reason() -> str | None:
+    """Why the real 4D-Humans backend cannot run here (None when it can): checkout, CUDA GPU, weights."""
+    import os
+
+    checkout = os.environ.get("G1FORGE_4DHUMANS_DIR")
+    if not checkout or not (Path(checkout) / "track.py").is_file():
+        return "needs the 4D-Humans stack: set G1FORGE_4DHUMANS_DIR to a checkout (see `g1forge setup gpu`)"
+    try:
+        import torch
+    except ImportError:
+        return "needs torch with CUDA (see `g1forge setup gpu`)"
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU (torch.cuda.is_available() is False)"
+    from pipeline.backends.fourdhumans import default_cache_home, missing_cache_files
+
+    missing = missing_cache_files(default_cache_home())
+    if missing:
+        return f"needs the 4D-Humans weights: {len(missing)} file(s) missing, first {missing[0]} (g1forge setup gpu)"
+    return None
+
+
+# --- reliability figures (tests/test_reliability.py adds to them; one summary line at the end) -------------
+
+_RELIABILITY = pytest.StashKey[dict]()
+
+
+def pytest_configure(config):
+    config.stash[_RELIABILITY] = {"inputs": 0, "crashes": 0, "rows_lost": 0, "kills": 0}
+
+
+@pytest.fixture
+def reliability_figures(request) -> dict:
+    """The session's reliability counters: inputs tried, crashes (worker losses), rows lost, kills survived."""
+    return request.config.stash[_RELIABILITY]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    f = config.stash.get(_RELIABILITY, None)
+    if f and (f["inputs"] or f["kills"]):
+        terminalreporter.write_line(f"reliability: {f['inputs']} inputs tried, {f['crashes']} crashes, "
+                                    f"{f['rows_lost']} rows lost, {f['kills']} kills survived")

@@ -72,3 +72,14 @@ def test_errors_carry_reason_codes():
     wrapped = classify_exception(ValueError("boom"))
     assert wrapped.catalog_reason() == "internal: ValueError: boom" and wrapped.status == "failed"
     assert classify_exception(OSError(28, "No space left")).reason == "write"
+
+
+def test_config_hash_follows_environment_a_backend_declares(monkeypatch):
+    from cluster.config import RunConfig
+    from pipeline.smpl_joints import ENV_SMPL_DIR
+
+    monkeypatch.delenv(ENV_SMPL_DIR, raising=False)
+    plain_pkl, plain_mp = RunConfig(backend="phalp-pkl").config_hash(), RunConfig().config_hash()
+    monkeypatch.setenv(ENV_SMPL_DIR, "/models/smpl")
+    assert RunConfig(backend="phalp-pkl").config_hash() != plain_pkl  # SMPL joints change phalp-pkl results
+    assert RunConfig().config_hash() == plain_mp  # and nothing of mediapipe's

@@ -28,6 +28,8 @@ class PoseBackend(ABC):
     needs_video: bool = True
     #: CPU cores one worker of this backend keeps busy (its own threads plus decoding); sizes the worker pool
     cpus_per_worker: int = 1
+    #: environment variables that change this backend's results (their values join the configuration hash)
+    result_env: tuple[str, ...] = ()
     #: GPUs one worker needs (Ray pins each worker to its own GPU through CUDA_VISIBLE_DEVICES); 0 for CPU backends
     gpus_per_worker: float = 0
 

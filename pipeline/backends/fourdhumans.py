@@ -58,6 +58,7 @@ from ingest.items import VideoItem
 from pipeline.backends.base import PoseBackend, register_backend
 from pipeline.backends.phalp_pkl import pose_result_from_phalp
 from pipeline.motion import PoseResult
+from pipeline.smpl_joints import ENV_SMPL_DIR, SMPL_JOINTS_VERSION_TAG, resolve_smpl_model_dir
 
 ENV_CHECKOUT = "G1FORGE_4DHUMANS_DIR"
 ENV_CACHE_HOME = "G1FORGE_4DHUMANS_HOME"
@@ -456,6 +457,8 @@ class FourDHumansOptions:
     download_missing: let PHALP / HMR2 download missing weights at construction (default: fail, naming them).
     prefetch_frames: frames decoded ahead in a background thread.
     config: extra OmegaConf dotlist entries for Human4DConfig, e.g. ``["phalp.low_th_c=0.7"]``.
+    smpl_model_dir: folder with ``SMPL_NEUTRAL.pkl`` (default ``$G1FORGE_SMPL_DIR``, else None): body joints become
+        SMPL joint centres computed with smplx (see :mod:`pipeline.smpl_joints`); None keeps PHALP's ``3d_joints``.
     """
 
     checkout_dir: str | None = None
@@ -469,6 +472,7 @@ class FourDHumansOptions:
     download_missing: bool = False
     prefetch_frames: int = 8
     config: list[str] = field(default_factory=list)
+    smpl_model_dir: str | None = None
 
     @classmethod
     def from_dict(cls, options: dict) -> FourDHumansOptions:
@@ -507,11 +511,15 @@ class FourDHumansBackend(PoseBackend):
     needs_video = True
     cpus_per_worker = 1
     gpus_per_worker = 1  # the driver asks Ray for one GPU per worker; Ray sets CUDA_VISIBLE_DEVICES
+    result_env = (ENV_SMPL_DIR,)
     input_extensions = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 
     def __init__(self, **options):
         self.options = FourDHumansOptions.from_dict(options)
         self.checkout = resolve_checkout(self.options.checkout_dir)
+        self.smpl_model_dir = resolve_smpl_model_dir(self.options.smpl_model_dir)
+        if self.smpl_model_dir is not None:
+            self.version = f"{type(self).version}+{SMPL_JOINTS_VERSION_TAG}"
         self.cache_home = (Path(self.options.cache_home).expanduser() if self.options.cache_home
                            else default_cache_home())
         self._tracker = None
@@ -595,7 +603,8 @@ class FourDHumansBackend(PoseBackend):
         self.videos_done += 1
         return pose_result_from_phalp(results, source=str(video_path), fps=source.fps,
                                       frame_time_s=source.frame_time_s, frame_offset=source.first_idx,
-                                      backend=self.name, backend_version=self.version)
+                                      backend=self.name, backend_version=self.version,
+                                      smpl_model_dir=self.smpl_model_dir)
 
     def close(self) -> None:
         self._tracker = None

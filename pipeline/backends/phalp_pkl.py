@@ -19,6 +19,9 @@ path; see ``shared/reference/4d-humans.md``). What is kept:
 - ``joint_conf`` is 1.0 (PHALP has no per-joint confidence); ``det_conf`` = ``conf`` (detector score);
   ``bbox_xywh_px`` = ``bbox``; SMPL parameters kept (``global_orient (1,3,3)``, ``body_pose (23,3,3)``,
   ``betas (10,)``, translation = ``camera``); ``shot_boundary`` from the per-frame ``shot`` flags.
+- With ``smpl_model_dir`` (or ``$G1FORGE_SMPL_DIR``) the hips, knees, ankles, shoulders, elbows, wrists, pelvis,
+  neck and head are instead SMPL joint centres evaluated with smplx from the kept SMPL parameters
+  (:mod:`pipeline.smpl_joints`); heels, toes and nose stay the OpenPose rows. The version gets ``+smpl-joints``.
 - The frame rate is not in the pickle: a video with the same stem beside the pickle is probed for its average
   rate (PyAV); otherwise the ``fps`` option (default 30.0). ``background_motion`` is None (frames unseen).
 
@@ -38,6 +41,7 @@ from ingest.items import VideoItem
 from pipeline.backends.base import PoseBackend, register_backend
 from pipeline.motion import HumanTrack, PoseResult, SMPLParams
 from pipeline.skeleton import BODY_JOINTS, averaging_matrix
+from pipeline.smpl_joints import ENV_SMPL_DIR, SMPL_JOINTS_VERSION_TAG, resolve_smpl_model_dir, with_smpl_joints
 
 NUM_PHALP_JOINTS = 45
 
@@ -308,6 +312,7 @@ def pose_result_from_phalp(
     frame_offset: int = 0,
     start_s: float | None = None,
     end_s: float | None = None,
+    smpl_model_dir: str | Path | None = None,
 ) -> PoseResult:
     """Convert a PHALP / 4D-Humans results dict (as ``track()`` returns it or ``joblib.load`` reads it).
 
@@ -320,7 +325,11 @@ def pose_result_from_phalp(
     frame_offset: index of the video frame PHALP's ``time == 0`` refers to (> 0 when tracking started part way
         into the video); ``frame_idx = frame_offset + time``.
     start_s, end_s: keep observations with ``start_s <= frame time < end_s`` (None = open).
-    Raises :class:`NoPerson` when nothing real is left, :class:`BadResultFile` for inconsistent data.
+    smpl_model_dir: folder with ``SMPL_NEUTRAL.pkl``: the joints of :data:`pipeline.smpl_joints.SMPL_TO_BODY`
+        become SMPL joint centres evaluated with smplx (see :mod:`pipeline.smpl_joints`); None keeps the
+        pickle's rows. ``extra["joints_source"]`` says which (``"smpl"`` or ``"phalp_rows"``).
+    Raises :class:`NoPerson` when nothing real is left, :class:`BadResultFile` for inconsistent data (also when
+    SMPL joints are asked for and an observation has no ``smpl`` entry).
     """
     observations, shots, num_results_frames = parse_observations(results, source)
     if not observations:
@@ -356,6 +365,12 @@ def pose_result_from_phalp(
     tracks = [_track(tid, obs, h, w, frame_time_s, source, frame_offset) for tid, obs in sorted(by_tid.items())]
     if not tracks:
         raise NoPerson(f"{source}: no real observation between {start_s} s and {end_s} s")
+    if smpl_model_dir is not None:
+        missing = [tr.track_id for tr in tracks if tr.smpl is None]
+        if missing:
+            raise BadResultFile(f"{source}: tracks {missing} have no 'smpl' parameters, so SMPL joints cannot be "
+                                "computed; unset smpl_model_dir to use the file's 3d_joints")
+        tracks = [with_smpl_joints(tr, smpl_model_dir) for tr in tracks]
     return PoseResult(
         tracks=tracks,
         num_frames=int(num_frames),
@@ -367,7 +382,8 @@ def pose_result_from_phalp(
         background_motion=None,
         backend=backend,
         backend_version=backend_version,
-        extra={"num_observations": len(observations)},
+        extra={"num_observations": len(observations),
+               "joints_source": "smpl" if smpl_model_dir is not None else "phalp_rows"},
     )
 
 
@@ -377,10 +393,14 @@ class PhalpPklOptions:
 
     fps: frame rate used when no video with the pickle's stem lies beside it (frames / second).
     probe_video: look for that video at all.
+    smpl_model_dir: folder with ``SMPL_NEUTRAL.pkl`` (default ``$G1FORGE_SMPL_DIR``, else None): body joints
+        become SMPL joint centres computed with smplx (see :mod:`pipeline.smpl_joints`); None keeps the pickle's
+        ``3d_joints`` rows.
     """
 
     fps: float = 30.0
     probe_video: bool = True
+    smpl_model_dir: str | None = None
 
     @classmethod
     def from_dict(cls, options: dict) -> PhalpPklOptions:
@@ -401,9 +421,13 @@ class PhalpPklBackend(PoseBackend):
     version = "phalp-pkl-1"
     needs_video = False
     input_extensions = (".pkl",)
+    result_env = (ENV_SMPL_DIR,)
 
     def __init__(self, **options):
         self.options = PhalpPklOptions.from_dict(options)
+        self.smpl_model_dir = resolve_smpl_model_dir(self.options.smpl_model_dir)
+        if self.smpl_model_dir is not None:
+            self.version = f"{type(self).version}+{SMPL_JOINTS_VERSION_TAG}"
 
     def process(self, item: VideoItem, video_path: str | None) -> PoseResult:
         uri = video_path or item.uri
@@ -415,7 +439,8 @@ class PhalpPklBackend(PoseBackend):
         results = load_results_pickle(path)
         fps = (self.options.probe_video and probe_fps_beside(path)) or self.options.fps
         return pose_result_from_phalp(results, source=str(path), fps=fps, start_s=item.start_s, end_s=item.end_s,
-                                      backend=self.name, backend_version=self.version)
+                                      backend=self.name, backend_version=self.version,
+                                      smpl_model_dir=self.smpl_model_dir)
 
 
 def _track(tid: int, obs: list[_Obs], h: int, w: int, frame_time_s: np.ndarray, where: str,
