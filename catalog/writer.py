@@ -40,12 +40,34 @@ def write_schema_fragments(layout: RunLayout, metric_names: list[str]) -> None:
         write_parquet_atomic(schema.empty_table(), layout.schema_fragment(table))
 
 
+def _writer_alive(entry: Path) -> bool:
+    """Whether the process that staged ``entry`` (``<video_id>.<pid>.<hex>``) still runs: a worker of a killed
+    driver can outlive it for a moment, and deleting its staging folder would make it publish a false
+    write failure."""
+    parts = entry.name.split(".")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def clean_staging(layout: RunLayout) -> int:
-    """Remove leftovers of killed runs from ``OUT/tmp``; returns how many entries were removed."""
+    """Remove leftovers of killed runs from ``OUT/tmp`` (not the folders of writers still running); returns
+    how many entries were removed."""
     if not layout.tmp_dir.exists():
         return 0
     n = 0
     for entry in layout.tmp_dir.iterdir():
+        if _writer_alive(entry):
+            continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
         else:
