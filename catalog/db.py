@@ -3,6 +3,11 @@
 Only the run's driver writes ``catalog.duckdb`` (briefly, to (re)create the views); every reader opens it
 read-only. The views use paths relative to the run folder and every connection sets DuckDB's
 ``file_search_path`` to that folder, so a run folder can be moved or mounted elsewhere and still works.
+
+Reader connections are sandboxed: DuckDB's external access is switched off except for the run's ``data/``
+folder, and the configuration is then locked, so no query can write or read files elsewhere, attach
+databases or install/load extensions. :func:`run_query` (``g1forge query``) and ``export --where`` also accept
+only one ``SELECT`` statement (:func:`check_select_only`), which keeps ``COPY ... TO`` out of ``data/`` too.
 """
 
 from __future__ import annotations
@@ -32,6 +37,30 @@ def _set_search_path(con, layout: RunLayout) -> None:
     con.execute(f"SET file_search_path = '{root}'")
 
 
+def _sandbox(con, layout: RunLayout) -> None:
+    """Allow file access under the run's ``data/`` only (absolute, and relative as the views spell it), then
+    lock the configuration so the query cannot undo it."""
+    data = (str(layout.data_dir) + "/").replace("'", "''")
+    con.execute(f"SET allowed_directories = ['{data}', 'data/']")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def check_select_only(sql: str) -> None:
+    """Raise :class:`G1ForgeError` (reason ``query``) unless ``sql`` is exactly one ``SELECT`` statement
+    (``WITH``, ``FROM``-first, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE`` and ``VALUES`` are SELECTs to DuckDB)."""
+    duckdb = _duckdb()
+    try:
+        statements = duckdb.extract_statements(sql)
+    except Exception as exc:  # duckdb's parser errors
+        raise G1ForgeError(f"{exc}", reason="query") from None
+    kinds = [s.type.name for s in statements]
+    if kinds != ["SELECT"]:
+        raise G1ForgeError(f"the catalog is read-only: only one SELECT statement is allowed, got "
+                           f"{', '.join(kinds) or 'nothing'}; write results with --format csv/json instead",
+                           reason="query")
+
+
 def write_views(layout: RunLayout) -> None:
     """(Re)create ``catalog.duckdb`` with one view per table. Needs the schema fragments to exist."""
     con = _duckdb().connect(str(layout.duckdb_path))
@@ -46,7 +75,8 @@ def write_views(layout: RunLayout) -> None:
 def connect(run_dir: str | Path, read_only: bool = True):
     """A DuckDB connection to a run folder's catalog with the views ``videos``, ``tracks`` and ``clips``.
 
-    Read-only by default: statements that would change the catalog fail.
+    Read-only by default: statements that would change the catalog fail, and file access outside the run's
+    ``data/`` folder is disabled for the connection's life (see the module docstring).
     """
     layout = RunLayout.at(run_dir)
     if not layout.info_path.exists():
@@ -61,11 +91,14 @@ def connect(run_dir: str | Path, read_only: bool = True):
         _set_search_path(con, layout)
         for table in TABLES:
             con.execute(_view_sql(table))
+    if read_only:
+        _sandbox(con, layout)
     return con
 
 
 def run_query(run_dir: str | Path, sql: str):
-    """Run ``sql`` read-only against a run folder; returns a pyarrow Table."""
+    """Run one ``SELECT`` read-only against a run folder; returns a pyarrow Table."""
+    check_select_only(sql)
     con = connect(run_dir)
     try:
         try:

@@ -160,6 +160,7 @@ def _select(layout: RunLayout, where: str | None, limit: int | None) -> tuple[li
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         try:
+            db.check_select_only(sql)  # a predicate cannot smuggle in a second statement (COPY, ...)
             rows = con.sql(sql).to_arrow_table().to_pylist()
         except Exception as exc:  # duckdb's own error types (parser, binder, conversion)
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
