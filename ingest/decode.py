@@ -280,8 +280,9 @@ class VideoFrames:
             rgb = frame.to_ndarray(format="rgb24")
         k = self.rotation_ccw_deg // 90
         if k:
-            rgb = np.ascontiguousarray(np.rot90(rgb, k=k))
-        return rgb
+            rgb = np.rot90(rgb, k=k)
+        # PyAV returns a strided view when rows are padded (e.g. 8 px wide): consumers need C order
+        return np.ascontiguousarray(rgb)
 
 
 def iter_frames(
