@@ -212,8 +212,18 @@ class _YtdlpLogger:
         self.warning(message)
 
 
-def _size_hook(max_bytes: int) -> Callable[[dict], None]:
+class _DeadlineExceeded(Exception):
+    def __init__(self, deadline_s: float):
+        super().__init__(f"the download took longer than its deadline of {deadline_s:g} s (a stalled or "
+                         "trickling server)")
+
+
+def _size_hook(max_bytes: int, deadline: float | None = None, deadline_s: float = 0.0) -> Callable[[dict], None]:
+    """yt-dlp progress hook: stop at the size cap, and when ``time.monotonic()`` passes ``deadline``."""
+
     def hook(progress: dict) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise _DeadlineExceeded(deadline_s)
         for key in ("total_bytes", "downloaded_bytes"):
             value = progress.get(key)
             if value and value > max_bytes:
@@ -230,8 +240,14 @@ def ytdlp_options(
     socket_timeout_s: float,
     retries: int,
     max_bytes: int,
+    deadline: float | None = None,
+    deadline_s: float = 0.0,
 ) -> dict:
-    """The ``yt_dlp.YoutubeDL`` parameters of one download into ``work_dir``."""
+    """The ``yt_dlp.YoutubeDL`` parameters of one download into ``work_dir``.
+
+    deadline: ``time.monotonic()`` value after which the progress hook aborts the transfer (None: no
+    deadline); ``deadline_s`` is its length, for the message.
+    """
     options: dict = {
         "format": format_selector(max_height),
         "outtmpl": {"default": str(work_dir / f"{video_id}.%(ext)s")},
@@ -245,7 +261,7 @@ def ytdlp_options(
         "quiet": True,
         "no_warnings": True,
         "noprogress": True,
-        "progress_hooks": [_size_hook(max_bytes)],
+        "progress_hooks": [_size_hook(max_bytes, deadline, deadline_s)],
         "max_filesize": max_bytes,
         "color": {"stdout": "no_color", "stderr": "no_color"},
     }
@@ -266,6 +282,8 @@ def _download_ytdlp(item: VideoItem, work_dir: Path, options: dict) -> Path:
             downloader.extract_info(item.uri, download=True)
     except _SizeCapExceeded as exc:
         raise DownloadTooLarge(f"{item.uri}: {exc}; raise max_bytes or skip this video") from None
+    except _DeadlineExceeded as exc:
+        raise NetworkError(f"{item.uri}: {exc}; it will be retried later, or raise download.deadline_s") from None
     except yt_dlp.utils.DownloadError as exc:
         raise classify_download_error(str(exc)) from None
     except OSError as exc:
@@ -384,6 +402,7 @@ def download_video(
     retry_sleep_s: float = 2.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
     use_pytube_fallback: bool = False,
+    deadline_s: float | None = None,
 ) -> Path:
     """Download ``item`` (kind ``youtube`` or ``url``) into ``cache_dir`` and return the cached file.
 
@@ -393,6 +412,9 @@ def download_video(
         retryable :class:`NetworkError` (waiting ``retry_sleep_s * 2**k`` seconds before attempt ``k+1``).
         Bot checks are not retried here: the caller should pause the lane.
     max_bytes: size cap of the downloaded file (:class:`DownloadTooLarge` above it).
+    deadline_s: overall wall-clock limit of the download, seconds, retries and waits included (None: none).
+        A server that keeps a connection alive by trickling bytes is stopped at the next progress report
+        after the deadline (:class:`NetworkError`); no attempt or wait starts after it.
     use_pytube_fallback: for YouTube only, try pytubefix when yt-dlp fails for a reason other than the video
         itself (private, age-restricted, geo-blocked, unavailable, too large).
 
@@ -419,9 +441,10 @@ def download_video(
 
     work_dir = cache_dir / PARTIAL_DIR_NAME / item.video_id
     work_dir.mkdir(parents=True, exist_ok=True)
+    deadline = None if deadline_s is None else time.monotonic() + float(deadline_s)
     options = ytdlp_options(
         work_dir, item.video_id, max_height=max_height, socket_timeout_s=socket_timeout_s, retries=retries,
-        max_bytes=max_bytes,
+        max_bytes=max_bytes, deadline=deadline, deadline_s=float(deadline_s or 0.0),
     )
 
     error: DownloadError | None = None
@@ -436,6 +459,9 @@ def download_video(
             if not isinstance(exc, NetworkError) or attempt == retries:
                 break
             delay_s = retry_sleep_s * 2**attempt
+            if deadline is not None and time.monotonic() + delay_s >= deadline:
+                error = NetworkError(f"{exc} (gave up: the download deadline of {deadline_s:g} s is reached)")
+                break
             log.info("%s: %s; attempt %d of %d in %.1f s", item.video_id, exc.reason, attempt + 2, retries + 1,
                      delay_s)
             time.sleep(delay_s)

@@ -159,7 +159,8 @@ def _local_path(item: VideoItem, backend: PoseBackend, config, download_dir: Pat
     t0 = time.perf_counter()
     d = config.download
     path = download_video(item, download_dir, max_height=d.max_height, socket_timeout_s=d.socket_timeout_s,
-                          retries=d.retries, max_bytes=d.max_bytes, use_pytube_fallback=d.use_pytube_fallback)
+                          retries=d.retries, max_bytes=d.max_bytes, use_pytube_fallback=d.use_pytube_fallback,
+                          deadline_s=getattr(d, "deadline_s", None))
     row["download_time_s"] = time.perf_counter() - t0
     return Path(path)
 
