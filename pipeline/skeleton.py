@@ -73,17 +73,19 @@ def averaging_matrix(source_index: dict[str, int], body_from_source: dict[str, t
     """How a backend's native keypoints become :data:`BODY_JOINTS`.
 
     source_index: native keypoint name -> row in the backend's (S, ...) arrays.
-    body_from_source: each body joint -> the native keypoints whose mean it is (e.g. pelvis = mean of two hips).
+    body_from_source: each body joint -> the native keypoints whose mean it is (e.g. pelvis = mean of two hips);
+        a joint not listed is the native keypoint of the same name.
     Returns ``M`` (J, S) float64 with ``body = M @ native`` and ``pairs`` (J, 2) int64, the first and last native
     row of each joint (equal for single-keypoint joints), for taking the weaker of two confidences.
     """
-    missing = [n for n in BODY_JOINTS if n not in body_from_source]
+    sources = {name: body_from_source.get(name, (name,)) for name in BODY_JOINTS}
+    missing = sorted({s for srcs in sources.values() for s in srcs} - set(source_index))
     if missing:
-        raise KeyError(f"no source keypoints for body joints: {', '.join(missing)}")
+        raise KeyError(f"no native keypoints named: {', '.join(missing)}")
     M = np.zeros((len(BODY_JOINTS), num_source), dtype=np.float64)
     pairs = np.zeros((len(BODY_JOINTS), 2), dtype=np.int64)
     for j, name in enumerate(BODY_JOINTS):
-        rows = [source_index[s] for s in body_from_source[name]]
+        rows = [source_index[s] for s in sources[name]]
         M[j, rows] = 1.0 / len(rows)
         pairs[j] = (rows[0], rows[-1])
     return M, pairs

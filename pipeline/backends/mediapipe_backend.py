@@ -74,28 +74,13 @@ MP_LANDMARKS: dict[str, int] = {
 }
 NUM_MP_LANDMARKS = 33
 
-#: Each body joint as the mean of these MediaPipe landmarks.
+#: Body joints that are not the MediaPipe landmark of the same name: the mean of these landmarks.
 BODY_FROM_MP: dict[str, tuple[str, ...]] = {
     "pelvis": ("left_hip", "right_hip"),
-    "left_hip": ("left_hip",),
-    "right_hip": ("right_hip",),
-    "left_knee": ("left_knee",),
-    "right_knee": ("right_knee",),
-    "left_ankle": ("left_ankle",),
-    "right_ankle": ("right_ankle",),
-    "left_heel": ("left_heel",),
-    "right_heel": ("right_heel",),
     "left_toe": ("left_foot_index",),
     "right_toe": ("right_foot_index",),
     "neck": ("left_shoulder", "right_shoulder"),
     "head": ("left_ear", "right_ear"),
-    "nose": ("nose",),
-    "left_shoulder": ("left_shoulder",),
-    "right_shoulder": ("right_shoulder",),
-    "left_elbow": ("left_elbow",),
-    "right_elbow": ("right_elbow",),
-    "left_wrist": ("left_wrist",),
-    "right_wrist": ("right_wrist",),
 }
 
 

@@ -76,28 +76,13 @@ PHALP_ROWS: dict[str, int] = {
     "h36m_head": 43,
 }
 
-#: Each body joint as the mean of these PHALP rows.
+#: Body joints that are not the PHALP row of the same name: the mean of these rows.
 BODY_FROM_PHALP: dict[str, tuple[str, ...]] = {
     "pelvis": ("left_hip", "right_hip"),
-    "left_hip": ("left_hip",),
-    "right_hip": ("right_hip",),
-    "left_knee": ("left_knee",),
-    "right_knee": ("right_knee",),
-    "left_ankle": ("left_ankle",),
-    "right_ankle": ("right_ankle",),
-    "left_heel": ("left_heel",),
-    "right_heel": ("right_heel",),
     "left_toe": ("left_big_toe",),
     "right_toe": ("right_big_toe",),
     "neck": ("left_shoulder", "right_shoulder"),
     "head": ("h36m_head",),
-    "nose": ("nose",),
-    "left_shoulder": ("left_shoulder",),
-    "right_shoulder": ("right_shoulder",),
-    "left_elbow": ("left_elbow",),
-    "right_elbow": ("right_elbow",),
-    "left_wrist": ("left_wrist",),
-    "right_wrist": ("right_wrist",),
 }
 
 
