@@ -79,3 +79,17 @@ def create_backend(name: str, **options) -> PoseBackend:
 def _load_builtin_backends() -> None:
     # Importing these modules registers them; they import their heavy dependencies lazily.
     from pipeline.backends import fourdhumans, mediapipe_backend, phalp_pkl  # noqa: F401
+
+
+def options_from_dict(options_cls, options: dict, backend: str):
+    """Build a backend's options dataclass from ``--backend-option`` values.
+
+    Unknown keys raise :class:`ConfigError` naming every valid option; value checks stay with each backend.
+    """
+    from dataclasses import fields
+
+    valid = [f.name for f in fields(options_cls)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown {backend} option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}")
+    return options_cls(**options)

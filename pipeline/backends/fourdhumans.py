@@ -41,7 +41,7 @@ import sys
 import tempfile
 import traceback
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,7 @@ from ingest.errors import (
     MissingDependencyError,
 )
 from ingest.items import VideoItem
-from pipeline.backends.base import PoseBackend, register_backend
+from pipeline.backends.base import PoseBackend, options_from_dict, register_backend
 from pipeline.backends.phalp_pkl import pose_result_from_phalp
 from pipeline.motion import PoseResult
 from pipeline.smpl_joints import ENV_SMPL_DIR, SMPL_JOINTS_VERSION_TAG, resolve_smpl_model_dir
@@ -476,11 +476,7 @@ class FourDHumansOptions:
 
     @classmethod
     def from_dict(cls, options: dict) -> FourDHumansOptions:
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ConfigError(f"unknown 4dhumans option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}")
-        opts = cls(**options)
+        opts = options_from_dict(cls, options, "4dhumans")
         if opts.predictor not in PREDICTORS:
             raise ConfigError(f"predictor must be one of {', '.join(PREDICTORS)}, got {opts.predictor!r}")
         if opts.detector not in ("vitdet", "maskrcnn"):

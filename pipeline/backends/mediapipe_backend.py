@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import time
 from contextlib import closing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from ingest.decode import iter_frames, prefetch
 from ingest.errors import BackendError, ConfigError, MissingDependencyError
 from ingest.items import VideoItem
-from pipeline.backends.base import PoseBackend, register_backend
+from pipeline.backends.base import PoseBackend, options_from_dict, register_backend
 from pipeline.camera import default_focal_px, principal_point_px, solve_root_translation_batch
 from pipeline.frame_signals import FrameSignalAccumulator
 from pipeline.motion import HumanTrack, PoseResult
@@ -126,11 +126,7 @@ class MediaPipeOptions:
 
     @classmethod
     def from_dict(cls, options: dict) -> MediaPipeOptions:
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ConfigError(f"unknown mediapipe option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}")
-        opts = cls(**options)
+        opts = options_from_dict(cls, options, "mediapipe")
         problems = []
         if opts.model_complexity != 1:
             problems.append(

@@ -31,14 +31,14 @@ Security: unpickling runs code chosen by whoever wrote the file. Only import pic
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ingest.errors import BadResultFile, ConfigError, InputNotFound, NoPerson
 from ingest.items import VideoItem
-from pipeline.backends.base import PoseBackend, register_backend
+from pipeline.backends.base import PoseBackend, options_from_dict, register_backend
 from pipeline.motion import HumanTrack, PoseResult, SMPLParams
 from pipeline.skeleton import BODY_JOINTS, averaging_matrix
 from pipeline.smpl_joints import ENV_SMPL_DIR, SMPL_JOINTS_VERSION_TAG, resolve_smpl_model_dir, with_smpl_joints
@@ -389,11 +389,7 @@ class PhalpPklOptions:
 
     @classmethod
     def from_dict(cls, options: dict) -> PhalpPklOptions:
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ConfigError(f"unknown phalp-pkl option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}")
-        opts = cls(**options)
+        opts = options_from_dict(cls, options, "phalp-pkl")
         if not opts.fps > 0:
             raise ConfigError(f"fps must be > 0 frames per second, got {opts.fps}")
         return opts
