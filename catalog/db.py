@@ -27,9 +27,15 @@ def _duckdb():
     return duckdb
 
 
-def _view_sql(table: str) -> str:
+def _table_sql(layout: RunLayout, table: str) -> str:
+    """The SELECT that reads one table's rows from the run folder's Parquet files (paths relative to it)."""
     glob = RunLayout.fragment_glob(table)
-    return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)"
+    return f"SELECT * FROM read_parquet('{glob}', union_by_name = true)"
+
+
+def _view_sql(layout: RunLayout, table: str) -> str:
+    """The statement that (re)creates the view ``table``."""
+    return f"CREATE OR REPLACE VIEW {table} AS {_table_sql(layout, table)}"
 
 
 def _set_search_path(con, layout: RunLayout) -> None:
@@ -67,7 +73,7 @@ def write_views(layout: RunLayout) -> None:
     try:
         _set_search_path(con, layout)
         for table in TABLES:
-            con.execute(_view_sql(table))
+            con.execute(_view_sql(layout, table))
     finally:
         con.close()
 
@@ -90,7 +96,7 @@ def connect(run_dir: str | Path, read_only: bool = True):
         con = duckdb.connect(":memory:")
         _set_search_path(con, layout)
         for table in TABLES:
-            con.execute(_view_sql(table))
+            con.execute(_view_sql(layout, table))
     if read_only:
         _sandbox(con, layout)
     return con
