@@ -12,11 +12,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from catalog.layout import FORMAT_VERSION
 from ingest.errors import ConfigError
 from pipeline.clips import ClipConfig
 from pipeline.retarget import KeyPoint, RetargetConfig, RobotPoint
 from pipeline.world import WorldConfig
+
+#: Version of what a video's results are (rows and motion files), part of the configuration hash. It is not the
+#: catalog's ``FORMAT_VERSION``: reorganising the catalog (compaction, migrations) must not redo finished videos.
+RESULTS_VERSION = 1
 
 
 @dataclass
@@ -69,7 +72,7 @@ class RunConfig:
     def hashed_dict(self) -> dict:
         """The part of the configuration that changes results (what the hash covers)."""
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": RESULTS_VERSION,
             "backend": self.backend,
             "backend_options": self.backend_options,
             "backend_env": _backend_env(self.backend),
