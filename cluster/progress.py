@@ -1,4 +1,5 @@
-"""The run's progress bar: videos done/failed, frames/s and ETA (tqdm on a terminal, periodic lines otherwise)."""
+"""The run's progress: videos done/failed, frames/s, ETA and each stage's queued/running counts (tqdm on a
+terminal, a line every ``log_every_s`` otherwise)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class Progress:
         self._bar = None
         self._last_log = self.t0
         self._log_every_s = log_every_s
+        self.stage_text = ""
 
     def __enter__(self) -> "Progress":
         if self.enabled:
@@ -37,17 +39,34 @@ class Progress:
         dt = time.perf_counter() - self.t0
         return self.frames / dt if dt > 0 else 0.0
 
+    def show_stages(self, counts: dict) -> None:
+        """Show each stage's queued/running counts (``{stage: StageCounts}``) next to the bar."""
+        self.stage_text = " ".join(f"{name}:{c.queued}q/{c.running}r" for name, c in counts.items())
+        if self._bar is not None and not self._bar.disable:
+            self._bar.set_postfix_str(self._postfix(), refresh=True)
+        else:
+            self._maybe_log()
+
+    def _postfix(self) -> str:
+        c = self.counts
+        return (f"ok={c['ok']} filtered={c['filtered']} failed={c['failed']} fps={self.frames_per_s:.1f} "
+                f"{self.stage_text}")
+
+    def _maybe_log(self) -> None:
+        now = time.perf_counter()
+        if self.enabled and now - self._last_log >= self._log_every_s:
+            self._last_log = now
+            print(f"[g1forge] {self.done}/{self.total} videos, ok {self.counts['ok']}, "
+                  f"failed {self.counts['failed']}, {self.frames_per_s:.1f} frames/s  {self.stage_text}",
+                  file=sys.stderr, flush=True)
+
     def update(self, summary: dict) -> None:
         self.done += 1
         self.counts[summary["status"]] = self.counts.get(summary["status"], 0) + 1
         self.frames += int(summary.get("frames", 0))
         if self._bar is None:
             return
-        self._bar.set_postfix(ok=self.counts["ok"], filtered=self.counts["filtered"], failed=self.counts["failed"],
-                              fps=f"{self.frames_per_s:.1f}", refresh=False)
+        self._bar.set_postfix_str(self._postfix(), refresh=False)
         self._bar.update(1)
-        now = time.perf_counter()
-        if self._bar.disable and self.enabled and now - self._last_log >= self._log_every_s:
-            self._last_log = now
-            print(f"[g1forge] {self.done}/{self.total} videos, ok {self.counts['ok']}, "
-                  f"failed {self.counts['failed']}, {self.frames_per_s:.1f} frames/s", file=sys.stderr)
+        if self._bar.disable:
+            self._maybe_log()

@@ -13,7 +13,6 @@ import os
 import sys
 import time
 import uuid
-from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +23,7 @@ from catalog import db
 from catalog.layout import FORMAT_VERSION, RunLayout
 from catalog.writer import clean_staging, write_parquet_atomic, write_schema_fragments
 from cluster.config import RunConfig
-from ingest.errors import ConfigError, MissingDependencyError, NoGPU, WorkerLost
+from ingest.errors import ConfigError, MissingDependencyError, NoGPU
 from ingest.items import VideoItem
 from pipeline.process import code_version, failed_outcome
 
@@ -35,19 +34,28 @@ log = logging.getLogger("g1forge")
 class ExecOptions:
     """How a run executes; none of this changes results, so none of it is in the configuration hash.
 
-    workers: worker processes (default: the CPUs Ray sees divided by the backend's ``cpus_per_worker``).
-    force: redo videos that are already done.
+    workers: pose workers (default: the GPUs Ray sees divided by ``gpus_per_pose_worker`` for a GPU backend,
+        else the CPUs divided by the backend's ``cpus_per_worker``).
+    gpus_per_pose_worker: GPUs each pose worker reserves (default: the backend's; fractional packs several
+        workers on one GPU, e.g. 0.5 for two).
+    finish_workers: CPU workers for clips, metrics and retargeting (default: the CPUs the pose workers leave,
+        at least 1). fetch_workers: download/probe lanes.
+    force: redo videos that are already done. retry_failed: redo the videos whose row is ``failed``.
     max_attempts: tries per video when its worker dies (data errors are never retried).
-    in_flight_per_worker: videos queued on each worker so it never idles between videos.
+    per_actor: calls queued on each worker so it never idles between videos.
     """
 
     workers: int | None = None
     force: bool = False
+    retry_failed: bool = False
     fail_on_error: bool = False
     progress: bool = True
     ray_address: str | None = None
     max_attempts: int = 3
-    in_flight_per_worker: int = 2
+    per_actor: int = 2
+    gpus_per_pose_worker: float | None = None
+    finish_workers: int | None = None
+    fetch_workers: int = 4
 
 
 @dataclass
@@ -66,7 +74,14 @@ class RunReport:
     frames: int = 0
     elapsed_s: float = 0.0
     interrupted: bool = False
+    plan: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)
     workers: list = field(default_factory=list)
+
+    def pose_utilisation(self) -> float | None:
+        """Mean busy/wall share of the pose workers, as they measured it (None before any ran)."""
+        pose = [w for w in self.workers if w.get("stage") == "pose" and w.get("wall_s", 0) > 0]
+        return sum(w["utilisation"] for w in pose) / len(pose) if pose else None
 
     @property
     def frames_per_s(self) -> float:
@@ -83,6 +98,13 @@ class RunReport:
         ]
         for reason, n in sorted(self.reasons.items(), key=lambda kv: -kv[1])[:8]:
             lines.append(f"  {n:6d} x {reason}")
+        if self.stages:
+            lines.append("  stages: " + ", ".join(
+                f"{name} {st['done']} done" + (f" / {st['failed']} failed" if st["failed"] else "")
+                + (f" / {st['retried']} retried" if st["retried"] else "") for name, st in self.stages.items()))
+        util = self.pose_utilisation()
+        if util is not None:
+            lines.append(f"  pose workers busy {100 * util:.0f}% of their time (measured by the workers)")
         lines.append(f"  catalog: g1forge query {self.out_dir} \"SELECT status, count(*) FROM videos GROUP BY 1\"")
         return "\n".join(lines)
 
@@ -140,7 +162,9 @@ def run(inputs: list[str], list_files: list[str], out_dir: str | Path, config: R
         items, report.duplicates = collected.items, collected.num_duplicates
     report.inputs = len(items) + report.duplicates
     write_plan(layout, items)
-    todo = [it for it in items if opts.force or not layout.done_marker(it.video_id, chash).exists()]
+    failed = _failed_ids(layout, chash) if opts.retry_failed and not opts.force else set()
+    todo = [it for it in items
+            if opts.force or it.video_id in failed or not layout.done_marker(it.video_id, chash).exists()]
     report.already_done = len(items) - len(todo)
     if opts.progress:
         print(f"g1forge: {len(items)} videos ({report.already_done} already done, {len(todo)} to do) -> {layout.root}",
@@ -155,70 +179,116 @@ def run(inputs: list[str], list_files: list[str], out_dir: str | Path, config: R
     return report
 
 
+@dataclass(frozen=True)
+class StagePlan:
+    """How many actors each stage gets and what each reserves from Ray (logical CPUs and GPUs)."""
+
+    fetch_workers: int
+    pose_workers: int
+    pose_cpus: float
+    pose_gpus: float
+    finish_workers: int
+    finish_cpus: float
+
+    def describe(self) -> str:
+        gpu = f", {self.pose_gpus:g} GPU each" if self.pose_gpus else ""
+        return (f"{self.fetch_workers} fetch, {self.pose_workers} pose ({self.pose_cpus:g} CPU{gpu}), "
+                f"{self.finish_workers} finish ({self.finish_cpus:g} CPU), 1 writer")
+
+
+def plan_stages(backend_cls, opts: ExecOptions, total_cpus: float, total_gpus: float, num_videos: int,
+                any_remote: bool = True) -> StagePlan:
+    """Size the stages for a cluster with ``total_cpus``/``total_gpus`` (Ray's logical resources).
+
+    GPU backend: one pose worker per ``gpus_per_pose_worker`` GPUs, 1 CPU each; the other CPUs finish.
+    CPU backend: pose workers take ``cpus_per_worker`` CPUs each; finishing (a small share of the work) shares
+    their cores. Light backends (reading result files): one pose worker, the CPUs finish.
+    Raises :class:`NoGPU` when a GPU backend meets a cluster without enough GPUs.
+    """
+    gpus = float(opts.gpus_per_pose_worker if opts.gpus_per_pose_worker is not None
+                 else backend_cls.gpus_per_worker or 0)
+    cpus = max(1.0, float(total_cpus))
+    n = max(1, num_videos)
+    if gpus > 0:
+        if total_gpus + 1e-9 < gpus:
+            raise NoGPU(f"the {backend_cls.name} backend needs {gpus:g} GPU per pose worker and this Ray cluster "
+                        f"has {total_gpus:g}; run on a CUDA machine or join one with --ray-address "
+                        f"(g1forge doctor {backend_cls.name} says what is missing)")
+        n_pose = opts.workers or int(total_gpus / gpus + 1e-9)
+        n_pose = min(n_pose, n)
+        pose_cpus = min(1.0, cpus / (n_pose + 1))
+    elif backend_cls.light_pose:
+        n_pose, pose_cpus = min(opts.workers or 1, n), 0.0
+    else:
+        cpw = max(1, int(backend_cls.cpus_per_worker))
+        n_pose = min(opts.workers or max(1, int(cpus) // cpw), n)
+        pose_cpus = min(float(cpw), cpus / n_pose)
+    free = cpus - n_pose * pose_cpus
+    if gpus > 0 or backend_cls.light_pose:
+        n_finish = min(opts.finish_workers or max(1, int(free + 1e-9)), n)
+        finish_cpus = min(1.0, free / n_finish) if free > 1e-9 else 0.0
+    else:
+        n_finish = min(opts.finish_workers or max(1, int(cpus) // 4), n)
+        finish_cpus = 0.0
+    n_fetch = min(max(1, opts.fetch_workers) if any_remote else 1, n)
+    return StagePlan(n_fetch, n_pose, _floor4(pose_cpus), gpus, n_finish, _floor4(finish_cpus))
+
+
+def _floor4(x: float) -> float:
+    """``x`` rounded down to 1e-4 (Ray's resource granularity), so that the shares always fit the total."""
+    import math
+
+    return math.floor(x * 1e4 + 1e-6) / 1e4
+
+
 def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: ExecOptions,
              report: RunReport) -> None:
     ray = _import_ray()
-    from ray.exceptions import RayActorError, WorkerCrashedError
-
+    from cluster.pipeline import PipelineOptions, stream
     from cluster.progress import Progress
-    from cluster.worker import VideoWorker, publish_outcome
-
+    from cluster.stages import CatalogWriter, FetchWorker, FinishWorker, PoseWorker
     from pipeline.backends.base import backend_class
 
     backend_cls = backend_class(config.backend)
-    cpus_per_worker = backend_cls.cpus_per_worker
-    gpus_per_worker = float(backend_cls.gpus_per_worker or 0)
-    started_here = _init_ray(ray, opts, cpus_per_worker)
-    actors = []
+    started_here = _init_ray(ray, opts, backend_cls.cpus_per_worker)
+    actors: list = []
     try:
-        chash = config.config_hash()
-        if gpus_per_worker:
-            total_gpus = float(ray.cluster_resources().get("GPU", 0))
-            if total_gpus < gpus_per_worker:
-                _fail_all(todo, layout, config, report, NoGPU(
-                    f"the {config.backend} backend needs {gpus_per_worker:g} GPU per worker and this Ray cluster "
-                    f"has {total_gpus:g}; run on a CUDA machine or join one with --ray-address "
-                    f"(g1forge doctor {config.backend} says what is missing)"))
-                return
-            n_workers = opts.workers or int(total_gpus // gpus_per_worker)
-        else:
-            n_workers = opts.workers or int(ray.available_resources().get("CPU", 1)) // cpus_per_worker
-        n_workers = max(1, min(n_workers, len(todo)))
-        # with --workers above what the CPUs allow, workers share cores rather than wait for them
-        num_cpus = cpus_per_worker if opts.workers is None else 1
-        Actor = ray.remote(num_cpus=num_cpus, num_gpus=gpus_per_worker, max_restarts=-1)(VideoWorker)
-        actors = [Actor.remote(config.to_dict(), str(layout.root)) for _ in range(n_workers)]
-        queue = deque((item, 1) for item in todo)
-        pending: dict = {}
-        load = [0] * n_workers
-        cap = max(1, opts.in_flight_per_worker)
+        res = ray.cluster_resources()
+        try:
+            plan = plan_stages(backend_cls, opts, res.get("CPU", 1), res.get("GPU", 0), len(todo),
+                               any_remote=any(it.kind != "file" for it in todo))
+        except NoGPU as exc:
+            _fail_all(todo, layout, config, report, exc)
+            return
+        report.plan = asdict(plan)
+        cfg = config.to_dict()
+        root = str(layout.root)
+        restart = dict(max_restarts=-1)
+        Fetch = ray.remote(num_cpus=0, **restart)(FetchWorker)
+        Pose = ray.remote(num_cpus=plan.pose_cpus, num_gpus=plan.pose_gpus, **restart)(PoseWorker)
+        Finish = ray.remote(num_cpus=plan.finish_cpus, **restart)(FinishWorker)
+        Writer = ray.remote(num_cpus=0, **restart)(CatalogWriter)
+        fetchers = [Fetch.remote(cfg, root, backend_cls.needs_video) for _ in range(plan.fetch_workers)]
+        posers = [Pose.remote(cfg) for _ in range(plan.pose_workers)]
+        finishers = [Finish.remote(cfg) for _ in range(plan.finish_workers)]
+        writer = Writer.options(scheduling_strategy=_this_node(ray)).remote(root, config.config_hash())
+        actors = [*fetchers, *posers, *finishers, writer]
+        popts = PipelineOptions(per_actor=opts.per_actor, max_attempts=opts.max_attempts)
         with Progress(total=len(todo), enabled=opts.progress) as bar:
-            while queue or pending:
-                while queue and min(load) < cap:
-                    w = load.index(min(load))
-                    item, attempt = queue.popleft()
-                    pending[actors[w].process.remote(item, attempt)] = (item, attempt, w)
-                    load[w] += 1
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                for ref in ready:
-                    item, attempt, w = pending.pop(ref)
-                    load[w] -= 1
-                    try:
-                        summary = ray.get(ref)
-                    except (RayActorError, WorkerCrashedError) as exc:
-                        if attempt < opts.max_attempts:
-                            report.retries += 1
-                            queue.appendleft((item, attempt + 1))
-                            continue
-                        outcome = failed_outcome(item, chash, config.backend,
-                                                 WorkerLost(f"the worker died {attempt} times on this video "
-                                                            f"({type(exc).__name__})"), attempt)
-                        publish_outcome(layout, outcome, chash)
-                        summary = {"status": "failed", "reason": outcome.video_row["reason"], "frames": 0,
-                                   "published": True}
-                    _count(report, summary)
-                    bar.update(summary)
-        report.workers = ray.get([a.stats.remote() for a in actors], timeout=30)
+            if opts.progress:
+                print(f"g1forge: stages: {plan.describe()}", file=sys.stderr, flush=True)
+
+            def on_done(summary: dict) -> None:
+                _count(report, summary)
+                bar.update(summary)
+
+            try:
+                result = stream(ray, todo, fetchers, posers, finishers, writer, backend=config.backend,
+                                opts=popts, on_done=on_done, on_tick=bar.show_stages)
+                report.retries = result.retries
+                report.stages = result.stages
+            finally:
+                report.workers = _worker_stats(ray, actors)
     finally:
         for a in actors:
             try:
@@ -229,9 +299,38 @@ def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: 
             ray.shutdown()
 
 
+def _worker_stats(ray, actors: list) -> list[dict]:
+    """Each live worker's own measurements (busy/wall time, GPU ids, model loads); dead ones are skipped."""
+    out = []
+    for a in actors:
+        try:
+            out.append(ray.get(a.stats.remote(), timeout=10))
+        except Exception:
+            continue
+    return out
+
+
+def _this_node(ray):
+    """Scheduling that keeps the catalog writer on the driver's node (where the run folder is), if possible."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+
+
+def _failed_ids(layout: RunLayout, config_hash: str) -> set[str]:
+    """Video ids whose row under ``config_hash`` is ``failed`` (what ``--retry-failed`` redoes)."""
+    con = db.connect(layout.root)
+    try:
+        rows = con.execute("SELECT video_id FROM videos WHERE status = 'failed' AND config_hash = ?",
+                           [config_hash]).fetchall()
+    finally:
+        con.close()
+    return {r[0] for r in rows}
+
+
 def _fail_all(todo: list[VideoItem], layout: RunLayout, config: RunConfig, report: RunReport, error) -> None:
     """Record every video of ``todo`` as failed with ``error`` (nothing could run them)."""
-    from cluster.worker import publish_outcome
+    from cluster.stages import publish_outcome
 
     chash = config.config_hash()
     for item in todo:

@@ -103,34 +103,71 @@ class RetargetStage:
         return result.motion, metrics
 
 
-def process_video(item: VideoItem, backend: PoseBackend, config, download_dir: Path, config_hash: str,
-                  attempts: int = 1, retarget: RetargetStage | None = None) -> VideoOutcome:
-    """Run one video through the human stage, then (with ``retarget``) the G1 stage for every ok clip.
+@dataclass
+class Fetched:
+    """A video made local and probed: what the pose stage needs, small enough to travel between workers.
 
-    config: a :class:`cluster.config.RunConfig` (its ``clip`` and ``download`` parts are used here).
-    Returns the outcome; only ``KeyboardInterrupt``/``SystemExit`` propagate.
+    row: the video row so far (base columns, probe columns, ``download_time_s``); path: the local file the
+    backend reads (None when the backend reads nothing). ``error`` is set when fetching failed; the row then
+    carries its status and reason.
     """
-    t_start = time.perf_counter()
-    row = base_video_row(item, config_hash, backend.name, attempts)
-    row["backend_version"] = backend.version
-    outcome = VideoOutcome(video_row=row)
+
+    item: VideoItem
+    row: dict
+    path: str | None = None
+    error: G1ForgeError | None = None
+
+
+def fetch_video(item: VideoItem, config, download_dir: Path, config_hash: str, backend_name: str,
+                needs_video: bool = True, attempts: int = 1) -> Fetched:
+    """Stage 1: resolve or download ``item`` and probe it. Never raises for bad input (see ``Fetched.error``)."""
+    t0 = time.perf_counter()
+    row = base_video_row(item, config_hash, backend_name, attempts)
+    fetched = Fetched(item=item, row=row)
     try:
         if item.list_error:
             from ingest.sources import entry_error
 
             raise entry_error(item)
-        path = _local_path(item, backend, config, download_dir, row)
-        if backend.needs_video:
+        path = _local_path(item, config, download_dir, row)
+        if needs_video:
             _probe_into(path, row)
-        t_pose = time.perf_counter()
-        result = backend.process(item, str(path) if path is not None else None)
-        row["pose_time_s"] = time.perf_counter() - t_pose
+        fetched.path = str(path) if path is not None else None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # every other failure becomes this video's reason
+        fetched.error = _fail_row(row, exc)
+    _add_time(row, t0)
+    return fetched
+
+
+def pose_video(fetched: Fetched, backend: PoseBackend) -> PoseResult:
+    """Stage 2: run the pose backend on a fetched video; fills the row's pose columns. Raises on failure."""
+    t0 = time.perf_counter()
+    row = fetched.row
+    row["backend_version"] = backend.version
+    try:
+        result = backend.process(fetched.item, fetched.path)
+        row["pose_time_s"] = time.perf_counter() - t0
         row.update(frames_processed=int(result.num_frames), focal_px=float(result.focal_px),
                    backend_version=result.backend_version or backend.version)
         if row.get("fps") is None:
             row["fps"] = float(result.fps)
             row["num_frames"] = int(result.num_frames)
             row["width_px"], row["height_px"] = int(result.image_size_hw[1]), int(result.image_size_hw[0])
+    finally:
+        _add_time(row, t0)
+    return result
+
+
+def finish_video(row: dict, result: PoseResult, config, retarget: RetargetStage | None = None) -> VideoOutcome:
+    """Stage 3: clips, world alignment and metrics, then (with ``retarget``) the G1 stage for every ok clip.
+
+    row: the video row from :func:`pose_video`. Never raises for bad input.
+    """
+    t0 = time.perf_counter()
+    outcome = VideoOutcome(video_row=row)
+    try:
         _clips_into(outcome, result, config)
         if retarget is not None:
             t_rt = time.perf_counter()
@@ -139,16 +176,58 @@ def process_video(item: VideoItem, backend: PoseBackend, config, download_dir: P
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # every other failure becomes this video's reason
-        err = classify_exception(exc)
-        outcome.error = err
+        outcome.error = _fail_row(row, exc)
         outcome.track_rows, outcome.clip_rows, outcome.clips, outcome.g1_motions = [], [], [], []
-        row.update(status=err.status, reason=err.catalog_reason())
-    row["process_time_s"] = time.perf_counter() - t_start
+    _add_time(row, t0)
     row["finished_at"] = datetime.now(timezone.utc)
     return outcome
 
 
-def _local_path(item: VideoItem, backend: PoseBackend, config, download_dir: Path, row: dict) -> Path | None:
+def failed_pose_outcome(fetched: Fetched, exc: BaseException) -> VideoOutcome:
+    """The outcome of a fetched video whose pose stage raised ``exc``."""
+    err = _fail_row(fetched.row, exc)
+    fetched.row["finished_at"] = datetime.now(timezone.utc)
+    return VideoOutcome(video_row=fetched.row, error=err)
+
+
+def fetched_outcome(fetched: Fetched) -> VideoOutcome:
+    """The outcome of a video whose fetch failed (``fetched.error`` is set)."""
+    fetched.row["finished_at"] = datetime.now(timezone.utc)
+    return VideoOutcome(video_row=fetched.row, error=fetched.error)
+
+
+def process_video(item: VideoItem, backend: PoseBackend, config, download_dir: Path, config_hash: str,
+                  attempts: int = 1, retarget: RetargetStage | None = None) -> VideoOutcome:
+    """Run one video through every stage in this process: :func:`fetch_video`, :func:`pose_video`,
+    :func:`finish_video`. The cluster runs the same stages in separate workers.
+
+    config: a :class:`cluster.config.RunConfig` (its ``clip`` and ``download`` parts are used here).
+    Returns the outcome; only ``KeyboardInterrupt``/``SystemExit`` propagate.
+    """
+    fetched = fetch_video(item, config, download_dir, config_hash, backend.name, backend.needs_video, attempts)
+    if fetched.error is not None:
+        return fetched_outcome(fetched)
+    try:
+        result = pose_video(fetched, backend)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        return failed_pose_outcome(fetched, exc)
+    return finish_video(fetched.row, result, config, retarget)
+
+
+def _fail_row(row: dict, exc: BaseException) -> G1ForgeError:
+    err = classify_exception(exc)
+    row.update(status=err.status, reason=err.catalog_reason())
+    return err
+
+
+def _add_time(row: dict, t0: float) -> None:
+    """Accumulate a stage's wall time into ``process_time_s`` (the video's time summed over its stages)."""
+    row["process_time_s"] = float(row.get("process_time_s") or 0.0) + time.perf_counter() - t0
+
+
+def _local_path(item: VideoItem, config, download_dir: Path, row: dict) -> Path | None:
     if item.kind == "file":
         path = Path(item.uri)
         if not path.is_file():

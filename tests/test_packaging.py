@@ -18,7 +18,7 @@ def test_importing_packages_does_not_import_torch_or_ray():
         "import ingest.sources, ingest.ids, ingest.probe, ingest.download, ingest.decode\n"
         "import pipeline.clips, pipeline.world, pipeline.quality, pipeline.process, pipeline.backends.base\n"
         "import pipeline.backends.mediapipe_backend, pipeline.backends.phalp_pkl\n"
-        "import catalog.db, catalog.writer, cluster.run, cluster.cli, cluster.worker, cluster.config\n"
+        "import catalog.db, catalog.writer, cluster.run, cluster.cli, cluster.stages, cluster.pipeline, cluster.config\n"
         "heavy = [m for m in ('torch', 'ray', 'mediapipe', 'av', 'yt_dlp', 'jax') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

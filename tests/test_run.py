@@ -17,7 +17,7 @@ from catalog.db import run_query
 from catalog.layout import RunLayout
 from cluster.config import RunConfig
 from cluster.run import ExecOptions, run
-from cluster.worker import FAULT_ENV
+from cluster.stages import FAULT_ENV
 from phalp_factory import make_phalp_pickle
 from pipeline.g1_motion import load_g1_motion
 from pipeline.motion_io import load_clip

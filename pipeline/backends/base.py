@@ -32,6 +32,9 @@ class PoseBackend(ABC):
     result_env: tuple[str, ...] = ()
     #: GPUs one worker needs (Ray pins each worker to its own GPU through CUDA_VISIBLE_DEVICES); 0 for CPU backends
     gpus_per_worker: float = 0
+    #: True when the pose stage is light (reading results, not running a model): the run then gives the CPUs
+    #: to the finish stage (clips and retargeting) and keeps one pose worker
+    light_pose: bool = False
 
     @abstractmethod
     def process(self, item: VideoItem, video_path: str | None) -> PoseResult:

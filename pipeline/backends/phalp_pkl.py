@@ -401,6 +401,7 @@ class PhalpPklBackend(PoseBackend):
 
     version = "phalp-pkl-1"
     needs_video = False
+    light_pose = True
     input_extensions = (".pkl",)
     result_env = (ENV_SMPL_DIR,)
 
