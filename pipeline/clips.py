@@ -337,6 +337,13 @@ def _build_clip(
             ).astype(np.asarray(sm.transl_cam_m).dtype),
         )
 
+    keypoints_px = None
+    if track.keypoints_px is not None:
+        keypoints_px = _interp_rows(
+            fi[usable].astype(np.float64), np.asarray(track.keypoints_px[obs_rows], dtype=np.float64),
+            grid.astype(np.float64),
+        ).astype(np.float32)
+
     return HumanClip(
         clip_id=make_clip_id(video_id, track.track_id, int(grid[0]), int(grid[-1])),
         video_id=video_id,
@@ -353,4 +360,6 @@ def _build_clip(
         metrics=metrics,
         status="ok" if seg.ok else "filtered",
         reason=seg.reason,
+        keypoints_px=keypoints_px,
+        image_size_hw=tuple(int(v) for v in result.image_size_hw) if result.image_size_hw else None,
     )

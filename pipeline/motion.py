@@ -135,6 +135,9 @@ class HumanClip:
     foot_contact: (T, 4) bool, contact flags of :data:`pipeline.skeleton.FOOT_JOINTS` (after alignment).
     metrics: human-side quality metrics, name -> float; names carry units (``jitter_m_s3``).
     status: ``"ok"`` or ``"filtered"``; reason: why filtered (``"too_short: ..."``), else ``""``.
+    keypoints_px: (T, J, 2) float32 image coordinates (x, y) in pixels of the source frame (frames of
+        ``image_size_hw``), interpolated like the joints over missing frames; None when the backend has none.
+    image_size_hw: (H, W) in pixels of the frames ``keypoints_px`` refer to (upright), or None.
     """
 
     clip_id: str
@@ -152,6 +155,8 @@ class HumanClip:
     metrics: dict = field(default_factory=dict)
     status: str = "ok"
     reason: str = ""
+    keypoints_px: np.ndarray | None = None
+    image_size_hw: tuple[int, int] | None = None
 
     @property
     def num_frames(self) -> int:

@@ -20,7 +20,12 @@ key                      shape        meaning
 ``smpl_body_pose``       (T, 23, 3, 3) optional: SMPL joint rotations
 ``smpl_betas``           (T, 10)      optional
 ``smpl_transl_cam_m``    (T, 3)       optional: SMPL translation in the camera frame
+``keypoints_px``         (T, J, 2)    optional: 2D keypoints (x, y), pixels of the source frame
+``image_size_hw``        (2,)         optional: (H, W) of the frames ``keypoints_px`` refer to (upright)
 =======================  ===========  =====================================================================
+
+The optional keys are written when the clip has them; files without them (older runs, backends without 2D
+keypoints) load with ``None`` in their place.
 """
 
 from __future__ import annotations
@@ -59,6 +64,10 @@ def save_clip(clip: HumanClip, path: str | Path) -> None:
             smpl_betas=np.asarray(clip.smpl.betas, dtype=np.float32),
             smpl_transl_cam_m=np.asarray(clip.smpl.transl_cam_m, dtype=np.float32),
         )
+    if clip.keypoints_px is not None:
+        arrays["keypoints_px"] = np.asarray(clip.keypoints_px, dtype=np.float32)
+    if clip.image_size_hw is not None:
+        arrays["image_size_hw"] = np.asarray(clip.image_size_hw, dtype=np.int64)
     with open(path, "wb") as f:
         np.savez(f, **arrays)
 
@@ -84,4 +93,6 @@ def load_clip(path: str | Path) -> HumanClip:
             T_world_from_camera=z["T_world_from_camera"],
             foot_contact=z["foot_contact"],
             smpl=smpl,
+            keypoints_px=z["keypoints_px"] if "keypoints_px" in z else None,
+            image_size_hw=tuple(int(v) for v in z["image_size_hw"]) if "image_size_hw" in z else None,
         )
