@@ -7,6 +7,7 @@ killed at any moment: the next run skips what was published and redoes the rest,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ class ExecOptions:
     finish_workers: CPU workers for clips, metrics and retargeting (default: the CPUs the pose workers leave,
         at least 1). fetch_workers: download/probe lanes.
     force: redo videos that are already done. retry_failed: redo the videos whose row is ``failed``.
+    staging_dir: the local run folder of a run whose output is an object store (default: a cache folder).
     max_attempts: tries per video when its worker dies (data errors are never retried).
     per_actor: calls queued on each worker so it never idles between videos.
     """
@@ -56,6 +58,7 @@ class ExecOptions:
     gpus_per_pose_worker: float | None = None
     finish_workers: int | None = None
     fetch_workers: int = 4
+    staging_dir: str | None = None
 
 
 @dataclass
@@ -149,34 +152,72 @@ def write_plan(layout: RunLayout, items: list[VideoItem]) -> None:
 
 def run(inputs: list[str], list_files: list[str], out_dir: str | Path, config: RunConfig,
         opts: ExecOptions | None = None, items: list[VideoItem] | None = None) -> RunReport:
-    """Process every input into ``out_dir``; returns the report (see :class:`RunReport`)."""
+    """Process every input into ``out_dir``; returns the report (see :class:`RunReport`).
+
+    ``out_dir`` may be an object-store URI (``s3://bucket/run``): the run then works in a local staging folder
+    (``opts.staging_dir`` or :func:`catalog.mirror.default_staging_dir`) mirrored there video by video, and
+    resume asks the remote which videos are done (see :mod:`catalog.mirror`).
+    """
+    from catalog.mirror import Mirror, default_staging_dir, is_remote
+
     opts = opts or ExecOptions()
     t0 = time.perf_counter()
+    mirror = None
+    if is_remote(str(out_dir)):
+        mirror = Mirror(str(out_dir))
+        out_dir = opts.staging_dir or default_staging_dir(str(out_dir))
     layout = RunLayout.at(out_dir)
     chash = config.config_hash()
     report = RunReport(run_id=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
-                       out_dir=str(layout.root), config_hash=chash)
+                       out_dir=mirror.uri if mirror else str(layout.root), config_hash=chash)
     prepare_run_folder(layout, config)
     if items is None:
-        collected = collect(inputs, list_files, config.backend)
+        collected = collect(inputs, _local_lists(list_files, layout), config.backend)
         items, report.duplicates = collected.items, collected.num_duplicates
     report.inputs = len(items) + report.duplicates
     write_plan(layout, items)
+    if mirror is not None:
+        remote_done = mirror.done_ids(chash)
+        if opts.retry_failed:
+            mirror.pull_catalog(layout.root)
+        is_done = remote_done.__contains__
+    else:
+        def is_done(video_id: str) -> bool:
+            return layout.done_marker(video_id, chash).exists()
     failed = _failed_ids(layout, chash) if opts.retry_failed and not opts.force else set()
-    todo = [it for it in items
-            if opts.force or it.video_id in failed or not layout.done_marker(it.video_id, chash).exists()]
+    todo = [it for it in items if opts.force or it.video_id in failed or not is_done(it.video_id)]
     report.already_done = len(items) - len(todo)
     if opts.progress:
-        print(f"g1forge: {len(items)} videos ({report.already_done} already done, {len(todo)} to do) -> {layout.root}",
-              file=sys.stderr, flush=True)
+        print(f"g1forge: {len(items)} videos ({report.already_done} already done, {len(todo)} to do) -> "
+              f"{report.out_dir}", file=sys.stderr, flush=True)
     if todo:
         try:
-            _execute(todo, layout, config, opts, report)
+            _execute(todo, layout, config, opts, report, mirror.uri if mirror else None)
         except KeyboardInterrupt:
             report.interrupted = True
     report.elapsed_s = time.perf_counter() - t0
-    _write_stats(layout, report)
+    stats_path = _write_stats(layout, report)
+    if mirror is not None:
+        mirror.push_run_files(layout, stats_path)
     return report
+
+
+def _local_lists(list_files: list[str], layout: RunLayout) -> list[str]:
+    """List files as local paths: a list on an object store is copied into the run's ``state/lists/`` first."""
+    from catalog import storage
+    from catalog.mirror import is_remote
+
+    out = []
+    for lf in list_files:
+        if is_remote(lf):
+            fs, path = storage.open_output(lf)
+            name = hashlib.sha256(lf.encode("utf-8")).hexdigest()[:12] + "-" + Path(path).name
+            local = layout.state_dir / "lists" / name
+            storage.get_file(fs, path, local)
+            out.append(str(local))
+        else:
+            out.append(lf)
+    return out
 
 
 @dataclass(frozen=True)
@@ -242,7 +283,7 @@ def _floor4(x: float) -> float:
 
 
 def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: ExecOptions,
-             report: RunReport) -> None:
+             report: RunReport, mirror_uri: str | None = None) -> None:
     ray = _import_ray()
     from cluster.pipeline import PipelineOptions, stream
     from cluster.progress import Progress
@@ -269,9 +310,9 @@ def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: 
         Finish = ray.remote(num_cpus=plan.finish_cpus, **restart)(FinishWorker)
         Writer = ray.remote(num_cpus=0, **restart)(CatalogWriter)
         fetchers = [Fetch.remote(cfg, root, backend_cls.needs_video) for _ in range(plan.fetch_workers)]
-        posers = [Pose.remote(cfg) for _ in range(plan.pose_workers)]
+        posers = [Pose.remote(cfg, root) for _ in range(plan.pose_workers)]
         finishers = [Finish.remote(cfg) for _ in range(plan.finish_workers)]
-        writer = Writer.options(scheduling_strategy=_this_node(ray)).remote(root, config.config_hash())
+        writer = Writer.options(scheduling_strategy=_this_node(ray)).remote(root, config.config_hash(), mirror_uri)
         actors = [*fetchers, *posers, *finishers, writer]
         popts = PipelineOptions(per_actor=opts.per_actor, max_attempts=opts.max_attempts)
         with Progress(total=len(todo), enabled=opts.progress) as bar:
@@ -374,14 +415,16 @@ def _init_ray(ray, opts: ExecOptions, cpus_per_worker: int = 1) -> bool:
     return True
 
 
-def _write_stats(layout: RunLayout, report: RunReport) -> None:
+def _write_stats(layout: RunLayout, report: RunReport) -> Path:
     layout.runs_dir.mkdir(parents=True, exist_ok=True)
     d = asdict(report)
     d["frames_per_s"] = report.frames_per_s
     d["finished_at"] = datetime.now(timezone.utc).isoformat()
     tmp = layout.runs_dir / f".{report.run_id}.json.tmp"
     tmp.write_text(json.dumps(d, indent=2, default=str))
-    os.replace(tmp, layout.runs_dir / f"{report.run_id}.json")
+    final = layout.runs_dir / f"{report.run_id}.json"
+    os.replace(tmp, final)
+    return final
 
 
 def status_counts(run_dir: str | Path) -> dict:

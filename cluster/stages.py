@@ -18,7 +18,7 @@ from pathlib import Path
 from catalog.layout import RunLayout
 from catalog.writer import publish_video
 from cluster.config import RunConfig
-from ingest.errors import G1ForgeError, classify_exception
+from ingest.errors import G1ForgeError, InputNotFound, classify_exception
 from ingest.items import VideoItem
 from pipeline.g1_motion import save_g1_motion
 from pipeline.motion_io import save_clip
@@ -122,9 +122,10 @@ class PoseWorker(_Timed):
 
     stage = "pose"
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, run_root: str | None = None):
         super().__init__()
         self.config = RunConfig.from_dict(config)
+        self.run_root = run_root
         self._backend = None
         self._load_error: G1ForgeError | None = None
         self.backend_loads = 0
@@ -151,6 +152,7 @@ class PoseWorker(_Timed):
         try:
             _maybe_die(fetched.item.video_id, "pose")
             try:
+                fetched = self._here(fetched)
                 result = pose_video(fetched, self._get_backend())
             except (KeyboardInterrupt, SystemExit):
                 raise
@@ -160,6 +162,21 @@ class PoseWorker(_Timed):
             return {"ok": True, "frames": int(result.num_frames)}, (fetched.row, result)
         finally:
             self._stop(t0)
+
+    def _here(self, fetched: Fetched) -> Fetched:
+        """``fetched`` with a path readable on this node: a download made on another node (no shared cache
+        folder) is made again here; a local input file every node cannot see is an error with the fix."""
+        if fetched.path is None or os.path.exists(fetched.path):
+            return fetched
+        if fetched.item.kind == "file" or self.run_root is None:
+            raise InputNotFound(f"{fetched.path} is not visible on the node of this pose worker ({_node_id()}); "
+                                "put input videos on a filesystem every node mounts, or list them as URLs")
+        again = fetch_video(fetched.item, self.config, RunLayout.at(self.run_root).download_dir,
+                            fetched.row["config_hash"], self.config.backend, True, fetched.row.get("attempts", 1))
+        if again.error is not None:
+            raise again.error
+        again.row.update({k: v for k, v in fetched.row.items() if k not in again.row or again.row[k] is None})
+        return again
 
     def stats(self) -> dict:
         return {**super().stats(), "backend_loads": self.backend_loads, "frames": self.frames}
@@ -203,10 +220,26 @@ class CatalogWriter(_Timed):
 
     stage = "write"
 
-    def __init__(self, run_root: str, config_hash: str):
+    def __init__(self, run_root: str, config_hash: str, mirror_uri: str | None = None):
         super().__init__()
         self.layout = RunLayout.at(run_root)
         self.config_hash = config_hash
+        self.mirror = None
+        if mirror_uri:
+            from catalog.mirror import Mirror
+
+            self.mirror = Mirror(mirror_uri)
+
+    def _push(self, outcome: VideoOutcome) -> bool:
+        """Copy the published video to the run's object store, if it has one; False when that failed (the
+        remote then has no marker for it and the next run redoes it)."""
+        if self.mirror is None:
+            return True
+        try:
+            self.mirror.push_video(self.layout, outcome.video_row["video_id"])
+            return True
+        except G1ForgeError:
+            return False
 
     def publish(self, outcome: VideoOutcome) -> dict:
         """Publish ``outcome``; returns :func:`summarize`'s dict. A write failure leaves a failed
@@ -215,7 +248,7 @@ class CatalogWriter(_Timed):
         try:
             try:
                 publish_outcome(self.layout, outcome, self.config_hash)
-                return summarize(outcome, True)
+                return summarize(outcome, self._push(outcome))
             except Exception as exc:
                 err = classify_exception(exc)
                 row = outcome.video_row
@@ -223,7 +256,7 @@ class CatalogWriter(_Timed):
                                         error=err)
                 try:
                     publish_outcome(self.layout, fallback, self.config_hash)
-                    return summarize(fallback, True)
+                    return summarize(fallback, self._push(fallback))
                 except Exception:
                     return summarize(fallback, False)
         finally:

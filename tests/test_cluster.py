@@ -314,3 +314,32 @@ def test_a_thousand_video_list_completes_with_correct_counts(tmp_path):
     n = run_query(out, "SELECT status, count(*) AS n FROM videos GROUP BY 1 ORDER BY 1").to_pylist()
     assert n == [{"status": "failed", "n": 7}, {"status": "filtered", "n": 990}, {"status": "ok", "n": 3}]
     assert run([], [str(lst)], out, CONFIG, ExecOptions(progress=False)).processed == 0
+
+
+def test_a_pose_worker_on_another_node_downloads_again_or_names_the_fix(tmp_path, monkeypatch):
+    from cluster.stages import PoseWorker
+    from pipeline.process import Fetched
+
+    calls = []
+
+    def fake_fetch(item, config, download_dir, config_hash, backend, needs_video, attempts):
+        calls.append(download_dir)
+        local = tmp_path / "here.mp4"
+        local.write_bytes(b"x")
+        return Fetched(item=item, row={"video_id": item.video_id, "config_hash": config_hash, "fps": 30.0},
+                       path=str(local))
+
+    import cluster.stages as stages_mod
+
+    monkeypatch.setattr(stages_mod, "fetch_video", fake_fetch)
+    worker = PoseWorker(CONFIG.to_dict(), str(tmp_path / "out"))
+    url = VideoItem(video_id="url-abc", uri="https://example.org/a.mp4", kind="url")
+    fetched = Fetched(item=url, row={"video_id": "url-abc", "config_hash": "h", "width_px": 640},
+                      path="/elsewhere/node-a/url-abc.mp4")
+    here = worker._here(fetched)
+    assert here.path == str(tmp_path / "here.mp4") and here.row["width_px"] == 640 and len(calls) == 1
+    assert worker._here(here) is here  # already local: nothing fetched
+    missing = Fetched(item=VideoItem(video_id="file-1", uri="/only/on/a.mp4", kind="file"), row={},
+                      path="/only/on/a.mp4")
+    with pytest.raises(Exception, match="filesystem every node mounts"):
+        worker._here(missing)
