@@ -8,6 +8,7 @@ new complete folder, plus at most some debris in ``OUT/tmp`` that the next run r
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -76,6 +77,43 @@ def clean_staging(layout: RunLayout) -> int:
     return n
 
 
+#: How often a publish moves a competing folder away and tries again before giving up.
+_PUBLISH_ATTEMPTS = 8
+
+
+def _swap_into_place(staging: Path, final: Path, trash: Path, marker_name: str) -> None:
+    """Rename the complete folder ``staging`` onto ``final``, replacing what is there.
+
+    A folder only ever reaches ``final`` by a rename of a complete staging folder, so whatever another
+    process put there is complete too. Concurrent writers race at two points, both handled here: the folder
+    to move away was already moved away by another writer (``FileNotFoundError``: nothing to move), and
+    another writer's folder lands between our move and our rename (``ENOTEMPTY``/``EEXIST``): if it carries
+    the same completion marker it is an equally valid publish of this video, so ours is dropped; otherwise it
+    is moved away in turn, up to :data:`_PUBLISH_ATTEMPTS` times. ``staging`` and any replaced folder are
+    removed; raises :class:`OSError` only for real write failures.
+    """
+    for attempt in range(_PUBLISH_ATTEMPTS):
+        moved_away = trash.with_name(f"{trash.name}.{attempt}")
+        try:
+            os.replace(final, moved_away)
+        except FileNotFoundError:
+            moved_away = None  # no folder there, or another writer just moved it away
+        try:
+            os.replace(staging, final)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if (final / marker_name).is_file():  # another writer's complete publish landed first
+                shutil.rmtree(staging, ignore_errors=True)
+                return
+            continue
+        finally:
+            if moved_away is not None:
+                shutil.rmtree(moved_away, ignore_errors=True)
+        return
+    raise OSError(errno.EBUSY, f"{final} kept being replaced by other writers during {_PUBLISH_ATTEMPTS} attempts")
+
+
 def publish_video(
     layout: RunLayout,
     video_id: str,
@@ -90,6 +128,10 @@ def publish_video(
 
     write_motions: called with the staged ``clips/`` folder to write the clip motion files into it.
     Raises :class:`WriteError` when anything cannot be written (disk full, permissions); nothing is published.
+
+    Several processes may publish the same video at once (a retried video whose first worker was presumed dead
+    but still ran): each returns normally and one complete folder remains, the last renamed or, when another
+    writer's complete folder of the same configuration lands first, that one (see :func:`_swap_into_place`).
     """
     staging = layout.tmp_dir / f"{video_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     try:
@@ -105,13 +147,8 @@ def publish_video(
             _before_publish_hook(staging)
         final = layout.video_dir(video_id)
         final.parent.mkdir(parents=True, exist_ok=True)
-        trash = None
-        if final.exists():
-            trash = layout.tmp_dir / f"old.{video_id}.{uuid.uuid4().hex[:8]}"
-            os.replace(final, trash)
-        os.replace(staging, final)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+        _swap_into_place(staging, final, layout.tmp_dir / f"old.{video_id}.{uuid.uuid4().hex[:8]}",
+                         f"_done.{config_hash}")
         return final
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)

@@ -124,7 +124,8 @@ class VideoFrames:
                 raise ProbeError(f"{self.path} has no video stream; give a video file")
             stream = self._container.streams.video[0]
             stream.thread_type = "AUTO"  # frame + slice threads
-            self._thread_count = int(thread_count)
+            self._thread_count = int(thread_count) or _auto_threads(stream.codec_context.width,
+                                                                    stream.codec_context.height)
             stream.thread_count = self._thread_count  # 0 = one per core
             self._stream = stream
             self._time_base = float(stream.time_base) if stream.time_base else 0.0
@@ -283,6 +284,19 @@ class VideoFrames:
             rgb = np.rot90(rgb, k=k)
         # PyAV returns a strided view when rows are padded (e.g. 8 px wide): consumers need C order
         return np.ascontiguousarray(rgb)
+
+
+#: Above this many pixels per frame the decoder's threads are capped (each frame thread holds a full frame: an
+#: 8K frame is ~100 MB, so 16 threads would take ~1.5 GB per worker; bench/bench_memory.py measures it).
+LARGE_FRAME_PX = 3840 * 2160
+LARGE_FRAME_THREADS = 2
+
+
+def _auto_threads(width: int | None, height: int | None) -> int:
+    """Decoder threads when the caller leaves it to us: one per core (0), but few for frames above 4K."""
+    if width and height and width * height > LARGE_FRAME_PX:
+        return LARGE_FRAME_THREADS
+    return 0
 
 
 def iter_frames(

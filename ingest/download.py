@@ -12,20 +12,32 @@ returned without any network call. The archive records what was downloaded; when
 was deleted (e.g. to free disk after processing), the video is downloaded again. File names come from the
 ``video_id`` only, never from a title or URL.
 
+Each yt-dlp attempt runs in a child process (kept warm between attempts of one worker) that is killed when the
+download's deadline passes, so no server can hold a worker past it, however slowly it sends.
+
 Errors are :class:`ingest.errors.DownloadError` subclasses chosen by :func:`classify_download_error`.
 """
 
 from __future__ import annotations
 
+import atexit
 import errno
 import logging
 import os
+import pickle
 import re
+import select
 import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+import ingest.errors as _errors
 from ingest.errors import (
     AgeRestricted,
     AudioOnly,
@@ -214,22 +226,32 @@ class _YtdlpLogger:
 
 class _DeadlineExceeded(Exception):
     def __init__(self, deadline_s: float):
+        self.deadline_s = deadline_s
         super().__init__(f"the download took longer than its deadline of {deadline_s:g} s (a stalled or "
                          "trickling server)")
 
 
-def _size_hook(max_bytes: int, deadline: float | None = None, deadline_s: float = 0.0) -> Callable[[dict], None]:
-    """yt-dlp progress hook: stop at the size cap, and when ``time.monotonic()`` passes ``deadline``."""
+class _ProgressGuard:
+    """yt-dlp progress hook: stop at the size cap, and when ``time.monotonic()`` passes ``deadline``.
 
-    def hook(progress: dict) -> None:
-        if deadline is not None and time.monotonic() > deadline:
-            raise _DeadlineExceeded(deadline_s)
+    A class rather than a closure so that the options holding it can be pickled into the download's child
+    process; ``time.monotonic()`` is the system-wide monotonic clock, the same in parent and child. Progress
+    reports come once per read block, so this is the early, clean stop; the hard stop is the parent killing
+    the child at the deadline (:func:`_download_ytdlp`).
+    """
+
+    def __init__(self, max_bytes: int, deadline: float | None = None, deadline_s: float = 0.0):
+        self.max_bytes = int(max_bytes)
+        self.deadline = deadline
+        self.deadline_s = float(deadline_s)
+
+    def __call__(self, progress: dict) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise _DeadlineExceeded(self.deadline_s)
         for key in ("total_bytes", "downloaded_bytes"):
             value = progress.get(key)
-            if value and value > max_bytes:
-                raise _SizeCapExceeded(int(value), max_bytes)
-
-    return hook
+            if value and value > self.max_bytes:
+                raise _SizeCapExceeded(int(value), self.max_bytes)
 
 
 def ytdlp_options(
@@ -245,8 +267,10 @@ def ytdlp_options(
 ) -> dict:
     """The ``yt_dlp.YoutubeDL`` parameters of one download into ``work_dir``.
 
-    deadline: ``time.monotonic()`` value after which the progress hook aborts the transfer (None: no
-    deadline); ``deadline_s`` is its length, for the message.
+    deadline: ``time.monotonic()`` value after which the transfer is stopped (None: no deadline): the progress
+    hook aborts it at the next report, and :func:`_download_ytdlp` kills the attempt's process at the latest;
+    ``deadline_s`` is its length, for the message. Every value is picklable (the options travel to a child
+    process).
     """
     options: dict = {
         "format": format_selector(max_height),
@@ -261,7 +285,7 @@ def ytdlp_options(
         "quiet": True,
         "no_warnings": True,
         "noprogress": True,
-        "progress_hooks": [_size_hook(max_bytes, deadline, deadline_s)],
+        "progress_hooks": [_ProgressGuard(max_bytes, deadline, deadline_s)],
         "max_filesize": max_bytes,
         "color": {"stdout": "no_color", "stderr": "no_color"},
     }
@@ -271,19 +295,24 @@ def ytdlp_options(
     return options
 
 
-def _download_ytdlp(item: VideoItem, work_dir: Path, options: dict) -> Path:
+def _deadline_error(item: VideoItem, deadline_s: float) -> NetworkError:
+    return NetworkError(f"{item.uri}: {_DeadlineExceeded(deadline_s)}; it will be retried later, or raise "
+                        "download.deadline_s")
+
+
+def _run_ytdlp(item: VideoItem, work_dir: Path, options: dict, logger: _YtdlpLogger) -> Path:
+    """One yt-dlp download attempt in this process (the body of the child process of :func:`_download_ytdlp`)."""
     try:
         import yt_dlp
     except ImportError as exc:
         raise MissingDependencyError(f"downloading needs yt-dlp: pip install yt-dlp yt-dlp-ejs ({exc})") from None
-    logger = _YtdlpLogger()
     try:
         with yt_dlp.YoutubeDL({**options, "logger": logger}) as downloader:
             downloader.extract_info(item.uri, download=True)
     except _SizeCapExceeded as exc:
         raise DownloadTooLarge(f"{item.uri}: {exc}; raise max_bytes or skip this video") from None
     except _DeadlineExceeded as exc:
-        raise NetworkError(f"{item.uri}: {exc}; it will be retried later, or raise download.deadline_s") from None
+        raise _deadline_error(item, exc.deadline_s) from None
     except yt_dlp.utils.DownloadError as exc:
         raise classify_download_error(str(exc)) from None
     except OSError as exc:
@@ -300,6 +329,265 @@ def _download_ytdlp(item: VideoItem, work_dir: Path, options: dict) -> Path:
             error = DownloadError(f"{item.uri}: yt-dlp finished without producing a file ({detail})")
         raise error
     return produced
+
+
+# --- attempts in a child process ------------------------------------------------------------------------
+
+_CHILD_CODE = "import sys; sys.path.insert(0, sys.argv[1]); from ingest.download import _attempt_child_main; " \
+              "_attempt_child_main()"
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])  # the folder holding ``ingest/``: the child imports it
+KILL_GRACE_S = 2.0
+"""Seconds a download process gets to exit after SIGTERM before SIGKILL."""
+_HEADER = struct.Struct(">Q")  # length prefix of every pickled message between parent and child
+
+
+def _deadline_of(options: dict) -> tuple[float | None, float]:
+    """The ``(deadline, deadline_s)`` that :func:`ytdlp_options` put into the options' progress guard."""
+    for hook in options.get("progress_hooks", ()):
+        if isinstance(hook, _ProgressGuard):
+            return hook.deadline, hook.deadline_s
+    return None, 0.0
+
+
+def _watch_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Exit this (child) process as soon as its parent is gone: a worker killed mid-download must not leave an
+    orphan transfer running for ever (the child has its own session, so the parent's signals miss it)."""
+    while True:
+        time.sleep(poll_s)
+        if os.getppid() != parent_pid:
+            os._exit(3)
+
+
+def _attempt_result(payload: dict) -> tuple:
+    """Run one attempt; ``("ok", path, messages)`` or ``("error", error class name, message, messages)``."""
+    item: VideoItem = payload["item"]
+    logger = _YtdlpLogger()
+    try:
+        produced = _run_ytdlp(item, Path(payload["work_dir"]), payload["options"], logger)
+        return ("ok", str(produced), logger.messages)
+    except _errors.G1ForgeError as exc:
+        return ("error", type(exc).__name__, str(exc), logger.messages)
+    except Exception as exc:  # a yt-dlp bug or an unexpected extractor failure: still one classified error
+        error = classify_download_error(f"{type(exc).__name__}: {exc}")
+        return ("error", type(error).__name__, str(error), logger.messages)
+
+
+def _attempt_child_main() -> None:
+    """Entry of a download process (``python -c _CHILD_CODE <package root> <parent pid>``): answer attempts one
+    at a time, each a length-prefixed pickle on stdin, with a length-prefixed pickled result on the original
+    stdout (anything printed goes to stderr instead); exit at the end of stdin."""
+    parent_pid = int(sys.argv[2])
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    requests = sys.stdin.buffer
+    while True:
+        header = requests.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return
+        payload = pickle.loads(requests.read(_HEADER.unpack(header)[0]))
+        data = pickle.dumps(_attempt_result(payload))
+        answers.write(_HEADER.pack(len(data)) + data)
+        answers.flush()
+
+
+def _stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the download process and everything it started (its session: yt-dlp's Deno helper), SIGKILL
+    after :data:`KILL_GRACE_S`, and reap it."""
+    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:
+            try:  # stragglers of the group that outlived the leader
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        return
+
+
+class _AttemptProcess:
+    """A child process that runs download attempts one at a time (see :func:`_download_ytdlp`).
+
+    It keeps yt-dlp imported and its extractor patterns compiled between attempts (about 0.5 s of CPU the first
+    time, mostly matching a URL against ~1800 extractors), so after the first download of a worker an attempt
+    costs what it cost in-process. Its stderr goes to an anonymous temporary file, read back if it crashes.
+    """
+
+    def __init__(self) -> None:
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD_CODE, _PACKAGE_ROOT, str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, payload: bytes, deadline: float | None) -> tuple | None:
+        """Send one attempt and wait for its answer until ``deadline`` (``time.monotonic()``, None = no limit).
+
+        Returns the answer, or None when the process ended without one; raises ``subprocess.TimeoutExpired``
+        at the deadline (the process is then still running: :meth:`stop` it).
+        """
+        try:
+            self.proc.stdin.write(_HEADER.pack(len(payload)) + payload)
+            self.proc.stdin.flush()
+        except OSError:  # it already ended
+            return None
+        header = self._read_exactly(_HEADER.size, deadline)
+        if header is None:
+            return None
+        body = self._read_exactly(_HEADER.unpack(header)[0], deadline)
+        if body is None:
+            return None
+        return pickle.loads(body)
+
+    def _read_exactly(self, num_bytes: int, deadline: float | None) -> bytes | None:
+        fd = self.proc.stdout.fileno()
+        chunks, got = [], 0
+        while got < num_bytes:
+            wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], wait_s)
+            if not ready:
+                raise subprocess.TimeoutExpired(self.proc.args, wait_s or 0.0)
+            chunk = os.read(fd, num_bytes - got)
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def stop(self) -> None:
+        """Kill it (and what it started) and release its pipes."""
+        _stop_process_group(self.proc)
+        self._release()
+
+    def close(self) -> None:
+        """Let an idle process end on its own (end of stdin); kill it if it does not within the grace."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=KILL_GRACE_S)
+        except (OSError, subprocess.TimeoutExpired):
+            _stop_process_group(self.proc)
+        self._release()
+
+    def _release(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout, self.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def ended_message(self) -> str:
+        """Exit status and the end of stderr of a process that ended without answering."""
+        try:
+            returncode = self.proc.wait(timeout=KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            _stop_process_group(self.proc)
+            returncode = self.proc.returncode
+        try:
+            self.stderr.seek(0, os.SEEK_END)
+            self.stderr.seek(max(0, self.stderr.tell() - 500))
+            tail = _clean_message(self.stderr.read().decode("utf-8", "replace")) or "no output"
+        except (OSError, ValueError):
+            tail = "no output"
+        self._release()
+        return f"exit code {returncode} without a result ({tail})"
+
+
+_idle_processes: list[_AttemptProcess] = []
+_idle_lock = threading.Lock()
+_idle_owner_pid = os.getpid()
+
+
+def _take_process() -> _AttemptProcess:
+    """An idle attempt process of this process, or a new one."""
+    global _idle_owner_pid
+    with _idle_lock:
+        if _idle_owner_pid != os.getpid():  # a forked copy of this module: those children are not ours
+            _idle_processes.clear()
+            _idle_owner_pid = os.getpid()
+        while _idle_processes:
+            candidate = _idle_processes.pop()
+            if candidate.alive():
+                return candidate
+            candidate.close()
+    return _AttemptProcess()
+
+
+def _give_back(process: _AttemptProcess) -> None:
+    with _idle_lock:
+        if _idle_owner_pid == os.getpid() and process.alive():
+            _idle_processes.append(process)
+            return
+    process.close()
+
+
+def close_download_processes() -> None:
+    """End the idle download processes of this process (also done at exit)."""
+    with _idle_lock:
+        idle = list(_idle_processes)
+        _idle_processes.clear()
+    for process in idle:
+        process.close()
+
+
+atexit.register(close_download_processes)
+
+
+def _clear_work_dir(work_dir: Path) -> None:
+    """Remove what a killed attempt left (its partial file cannot be trusted to resume)."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _error_from_child(name: str, message: str) -> _errors.G1ForgeError:
+    cls = getattr(_errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, _errors.G1ForgeError)):
+        cls = DownloadError
+    return cls(message)
+
+
+def _download_ytdlp(item: VideoItem, work_dir: Path, options: dict) -> Path:
+    """One yt-dlp attempt, run in a child process that is killed when the options' deadline passes.
+
+    The child (``python -c`` with an argument list, its own session, importing only this module and yt-dlp)
+    gets ``(item, work_dir, options)`` pickled and answers with the file or the classified error; it stays
+    alive for the next attempt of this process. At the deadline its whole process group gets SIGTERM, then
+    SIGKILL after :data:`KILL_GRACE_S`, the work folder is emptied and :class:`NetworkError` (reason
+    ``network``, the same as the progress hook's deadline stop) is raised. A trickling server therefore holds a
+    worker for at most the deadline plus the grace, however rarely yt-dlp reports progress.
+    """
+    deadline, deadline_s = _deadline_of(options)
+    if deadline is not None and time.monotonic() >= deadline:
+        raise _deadline_error(item, deadline_s)
+    payload = pickle.dumps({"item": item, "work_dir": str(work_dir), "options": options})
+    process = _take_process()
+    try:
+        result = process.run(payload, deadline)
+    except subprocess.TimeoutExpired:
+        process.stop()
+        _clear_work_dir(work_dir)
+        log.info("%s: download process killed at the deadline of %g s", item.video_id, deadline_s)
+        raise _deadline_error(item, deadline_s) from None
+    except BaseException:  # interrupted (Ctrl-C in the parent): never leave the transfer running
+        process.stop()
+        raise
+    if not isinstance(result, tuple) or not result:
+        raise DownloadError(f"{item.uri}: the download process ended with {process.ended_message()}; report it "
+                            "if it repeats")
+    _give_back(process)
+    for message in result[-1]:
+        log.debug("yt-dlp: %s", message)
+    if result[0] == "ok":
+        return Path(result[1])
+    raise _error_from_child(result[1], result[2])
 
 
 def _download_pytube(item: VideoItem, work_dir: Path, *, max_height: int, socket_timeout_s: float,
@@ -413,8 +701,10 @@ def download_video(
         Bot checks are not retried here: the caller should pause the lane.
     max_bytes: size cap of the downloaded file (:class:`DownloadTooLarge` above it).
     deadline_s: overall wall-clock limit of the download, seconds, retries and waits included (None: none).
-        A server that keeps a connection alive by trickling bytes is stopped at the next progress report
-        after the deadline (:class:`NetworkError`); no attempt or wait starts after it.
+        Each yt-dlp attempt runs in a child process killed at the deadline, so a server that keeps a
+        connection alive by trickling bytes holds the download for at most the deadline plus
+        :data:`KILL_GRACE_S` (:class:`NetworkError`, the partial file removed); no attempt, wait or fallback
+        starts after it.
     use_pytube_fallback: for YouTube only, try pytubefix when yt-dlp fails for a reason other than the video
         itself (private, age-restricted, geo-blocked, unavailable, too large).
 
@@ -466,7 +756,8 @@ def download_video(
                      delay_s)
             time.sleep(delay_s)
 
-    if error is not None and use_pytube_fallback and item.kind == "youtube" \
+    past_deadline = deadline is not None and time.monotonic() >= deadline
+    if error is not None and use_pytube_fallback and item.kind == "youtube" and not past_deadline \
             and not isinstance(error, _NOT_WORTH_A_FALLBACK):
         log.info("%s: yt-dlp failed (%s); trying pytubefix", item.video_id, error.catalog_reason())
         try:

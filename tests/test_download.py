@@ -398,3 +398,112 @@ def test_pytube_fallback_is_not_used_for_errors_of_the_video_itself(tmp_path, mo
     with pytest.raises(VideoPrivate):
         download_video(_item("https://youtu.be/abcdefghijk"), tmp_path / "cache", use_pytube_fallback=True)
     assert calls == []
+
+
+# --- the attempt's child process ------------------------------------------------------------------------
+
+
+def test_ytdlp_options_travel_to_a_child_process(tmp_path):
+    import pickle
+    import time
+
+    later = time.monotonic() + 1000.0
+    options = ytdlp_options(tmp_path, "url-0123", max_height=720, socket_timeout_s=5, retries=1, max_bytes=99,
+                            deadline=later, deadline_s=7.0)
+    again = pickle.loads(pickle.dumps(options))
+    (guard,) = again["progress_hooks"]
+    assert (guard.max_bytes, guard.deadline, guard.deadline_s) == (99, later, 7.0)
+    guard({"downloaded_bytes": 99})
+    with pytest.raises(download._SizeCapExceeded):
+        guard({"downloaded_bytes": 100})
+    guard.deadline = time.monotonic() - 1.0
+    with pytest.raises(download._DeadlineExceeded, match="deadline of 7 s"):
+        guard({"downloaded_bytes": 1})
+
+
+def test_a_crashed_download_process_is_a_clear_error(site, tmp_path, monkeypatch):
+    server, _ = site
+    monkeypatch.setattr(download, "_idle_processes", [])  # no warm process from earlier tests
+    monkeypatch.setattr(download, "_CHILD_CODE", "import sys; sys.stderr.write('boom'); sys.exit(5)")
+    with pytest.raises(DownloadError, match="exit code 5 without a result.*boom") as info:
+        download_video(_item(f"{server.base}/clip.mp4"), tmp_path / "cache", retries=0)
+    assert type(info.value) is DownloadError and not info.value.retryable
+    assert download._idle_processes == []  # a crashed process is not reused
+
+
+def test_attempts_reuse_one_warm_process(site, tmp_path, monkeypatch):
+    server, root = site
+    monkeypatch.setattr(download, "_idle_processes", [])
+    started = []
+    real_init = download._AttemptProcess.__init__
+
+    def counting_init(self):
+        real_init(self)
+        started.append(self.proc.pid)
+
+    monkeypatch.setattr(download._AttemptProcess, "__init__", counting_init)
+    cache = tmp_path / "cache"
+    for name in ("clip.mp4", "big.mp4"):
+        assert download_video(_item(f"{server.base}/{name}"), cache).read_bytes() == (root / name).read_bytes()
+    with pytest.raises(NotAVideo):
+        download_video(_item(f"{server.base}/missing.mp4"), cache)
+    assert len(started) == 1 and len(download._idle_processes) == 1
+    download.close_download_processes()
+    assert download._idle_processes == []
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the child process")
+def test_the_download_process_exits_when_its_worker_is_killed(tmp_path):
+    # A worker SIGKILLed mid-download (a killed run) must not leave its transfer running: the child has its own
+    # session, so only its parent watch ends it.
+    import os
+    import signal
+    import subprocess
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # accepts connections, never answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/v.mp4"
+    script = ("import sys; from ingest.download import download_video; from ingest.items import VideoItem; "
+              "download_video(VideoItem('url-0000aaaa', sys.argv[1], 'url'), sys.argv[2], socket_timeout_s=60, "
+              "retries=0)")
+    worker = subprocess.Popen([sys.executable, "-c", script, url, str(tmp_path / "cache")])
+    try:
+        deadline = time.monotonic() + 20
+        children: list[int] = []
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.1)
+            children = _children_of(worker.pid)
+        assert children, "the worker started no download process"
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        t0 = time.monotonic()
+        while any(_alive(c) for c in children) and time.monotonic() - t0 < 5:
+            time.sleep(0.1)
+        assert not any(_alive(c) for c in children), "the download process outlived its worker"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        silent.close()
