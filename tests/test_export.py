@@ -76,7 +76,8 @@ def test_csv_export_writes_every_selected_clip_and_a_manifest(run_dir, tmp_path)
     report = export(run_dir, None, "unitree-csv", tmp_path / "out")
     assert report.files == [f"{c}.csv" for c in EXPORTED] and report.num_selected == 3 and not report.skipped
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        report.files + ["manifest.csv", "manifest.parquet"])
+        report.files + [".g1forge-export", "README.md", "duration.png", "manifest.csv", "manifest.parquet",
+                        "metrics.png"])
     manifest = pq.read_table(report.manifest_parquet).to_pylist()
     assert [r["clip_id"] for r in manifest] == EXPORTED
     first = manifest[0]
