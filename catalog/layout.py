@@ -13,6 +13,9 @@
           clips/<clip_id>.g1.npz           the clip retargeted to the G1 (see pipeline.g1_motion)
           _done.<config_hash>              completion marker, written last inside the staged folder
       data/_schema/_schema/*.parquet       zero-row fragments carrying the full schema (views never see "no files")
+      data/_compacted/CURRENT.json         the committed compaction generation (see catalog.compact)
+      data/_compacted/gen-<NNNNNN>/<table>/*.parquet   that generation's merged rows of each table
+      state/catalog.lock                   advisory lock: runs hold it shared, compaction exclusive
       state/plan.parquet                   the latest run's input list (video_id, uri), for `g1forge status`
       state/runs/<run_id>.json             stats of each run
       cache/downloads/                     remote videos, named by video_id
@@ -25,11 +28,24 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: What each catalog format version changed (docs/catalog.md has the full contract).
+FORMAT_HISTORY = {
+    1: "per-video Parquet fragments under data/<shard>/<video_id>/, views over their glob",
+    2: "compaction generations under data/_compacted/ (CURRENT.json says which); views read the generation's "
+       "rows of videos without a fragment plus every fragment",
+}
 INFO_FILE = "g1forge.json"
 DUCKDB_FILE = "catalog.duckdb"
 TABLES = ("videos", "tracks", "clips")
 SCHEMA_DIR = "_schema"
+COMPACTED_DIR = "_compacted"
+COMPACTION_STATE_FILE = "CURRENT.json"
+
+
+def generation_name(generation: int) -> str:
+    """Folder name of compaction generation ``generation`` (>= 1): ``gen-000001``."""
+    return f"gen-{generation:06d}"
 
 
 def shard_of(video_id: str) -> str:
@@ -87,6 +103,26 @@ class RunLayout:
 
     def schema_fragment(self, table: str) -> Path:
         return self.data_dir / SCHEMA_DIR / SCHEMA_DIR / f"{table}.parquet"
+
+    @property
+    def compacted_dir(self) -> Path:
+        return self.data_dir / COMPACTED_DIR
+
+    @property
+    def compaction_state_path(self) -> Path:
+        return self.compacted_dir / COMPACTION_STATE_FILE
+
+    def generation_dir(self, generation: int) -> Path:
+        return self.compacted_dir / generation_name(generation)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / "catalog.lock"
+
+    @staticmethod
+    def compacted_glob(generation: int, table: str) -> str:
+        """Glob of a compaction generation's files of ``table``, relative to the run folder."""
+        return f"data/{COMPACTED_DIR}/{generation_name(generation)}/{table}/*.parquet"
 
     @staticmethod
     def fragment_glob(table: str) -> str:
