@@ -28,14 +28,42 @@ def _duckdb():
 
 
 def _table_sql(layout: RunLayout, table: str) -> str:
-    """The SELECT that reads one table's rows from the run folder's Parquet files (paths relative to it)."""
+    """The SELECT that reads one table's rows from the run folder's Parquet files (paths relative to it).
+
+    This is the one place that says which files make a table (:mod:`catalog.compact` explains the states):
+    never compacted, every per-video fragment; compacted, the committed generation's rows of the videos that
+    have no fragment of the table plus every fragment (a fragment re-published after compaction wins);
+    sealed, the generation alone.
+    """
+    from catalog.compact import read_state
+
+    fragments = f"read_parquet('{RunLayout.fragment_glob(table)}', union_by_name = true)"
+    state = read_state(layout)
+    if not state.generation:
+        return f"SELECT * FROM {fragments}"
+    compacted = f"read_parquet('{RunLayout.compacted_glob(state.generation, table)}')"
+    if state.sealed:
+        return f"SELECT * FROM {compacted}"
+    return (f"SELECT * FROM (SELECT c.* FROM {compacted} AS c ANTI JOIN ({_fragment_videos_sql(table)}) AS f "
+            f"ON c.video_id = f.video_id UNION ALL BY NAME SELECT * FROM {fragments})")
+
+
+def _fragment_videos_sql(table: str) -> str:
+    """The ``video_id`` of every fragment file of ``table``: the name of the folder holding it. By file, not by
+    row, so that a zero-row fragment (a video without tracks) still hides its video's compacted rows."""
     glob = RunLayout.fragment_glob(table)
-    return f"SELECT * FROM read_parquet('{glob}', union_by_name = true)"
+    return f"SELECT regexp_extract(file, '([^/\\\\]+)[/\\\\][^/\\\\]+$', 1) AS video_id FROM glob('{glob}')"
 
 
-def _view_sql(layout: RunLayout, table: str) -> str:
-    """The statement that (re)creates the view ``table``."""
-    return f"CREATE OR REPLACE VIEW {table} AS {_table_sql(layout, table)}"
+def _view_sql(layout: RunLayout, table: str, con=None) -> str:
+    """The statement that (re)creates the view ``table``. The clips view adds the quality-score columns of the
+    run's thresholds (:mod:`catalog.scoring`; ``con``, if given, is used to read the clips columns)."""
+    select = _table_sql(layout, table)
+    if table == "clips":
+        from catalog.scoring import scored_clips_sql
+
+        select = scored_clips_sql(layout, select, con)
+    return f"CREATE OR REPLACE VIEW {table} AS {select}"
 
 
 def _set_search_path(con, layout: RunLayout) -> None:
@@ -68,12 +96,28 @@ def check_select_only(sql: str) -> None:
 
 
 def write_views(layout: RunLayout) -> None:
-    """(Re)create ``catalog.duckdb`` with one view per table. Needs the schema fragments to exist."""
+    """Open the run folder for writing and (re)create ``catalog.duckdb``'s views: whatever publishes fragments
+    (a run) calls this first. It upgrades a folder of an older format in place and re-opens the views of a
+    sealed compacted catalog to fragments (:func:`catalog.migrate.prepare_for_writing`), then
+    :func:`refresh_views`."""
+    from catalog.migrate import prepare_for_writing
+
+    prepare_for_writing(layout)
+    refresh_views(layout)
+
+
+def refresh_views(layout: RunLayout) -> None:
+    """(Re)create ``catalog.duckdb`` with one view per table, for the folder as it is (a sealed compacted
+    catalog stays sealed). Needs the schema fragments to exist. A run folder without ``quality.toml`` gets a
+    copy of the default quality thresholds first."""
+    from catalog.scoring import ensure_run_thresholds
+
+    ensure_run_thresholds(layout)
     con = _duckdb().connect(str(layout.duckdb_path))
     try:
         _set_search_path(con, layout)
         for table in TABLES:
-            con.execute(_view_sql(layout, table))
+            con.execute(_view_sql(layout, table, con))
     finally:
         con.close()
 
@@ -88,6 +132,9 @@ def connect(run_dir: str | Path, read_only: bool = True):
     if not layout.info_path.exists():
         raise ConfigError(f"{layout.root} is not a g1forge run folder (no {layout.info_path.name}); "
                           "pass the --out folder of a `g1forge run`")
+    from catalog.migrate import check_readable
+
+    check_readable(layout)  # a folder of a newer format is refused with the fix; older ones read as they are
     duckdb = _duckdb()
     if layout.duckdb_path.exists():
         con = duckdb.connect(str(layout.duckdb_path), read_only=read_only)
