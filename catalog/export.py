@@ -213,6 +213,9 @@ def write_export(selection: ExportSelection, fmt: str, dest: str | Path, *, fps:
     t_files = time.perf_counter()
 
     params = export_parameters(spec, fmt, out_fps, exporter_version)
+    from catalog.scoring import thresholds_hash
+
+    params["quality_thresholds_hash"] = thresholds_hash(selection.layout)  # which g1_ready/quality_score rules
     schema = manifest_schema(selection.extra_cols).with_metadata(
         {PARQUET_METADATA_KEY: json.dumps(params, sort_keys=True).encode("utf-8")})
     report.manifest_parquet, report.manifest_csv = _write_manifest(dest, manifest_rows, schema)

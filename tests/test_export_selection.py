@@ -18,6 +18,7 @@ from catalog import db
 from catalog.card import CARD_FILES, command_line
 from catalog.export import EXPORT_MARKER, PARQUET_METADATA_KEY, export
 from catalog.schema import CLIP_BASE
+from catalog.scoring import thresholds_hash
 from catalog.selection import (
     SelectionSpec,
     balanced_quotas,
@@ -245,7 +246,8 @@ def test_manifest_carries_provenance_export_parameters_and_every_clip_column(fil
     params = json.loads(table.schema.metadata[PARQUET_METADATA_KEY])
     assert params == {"where": "jitter_m_s3 < 45", "sample": 5, "seed": 4, "balance": "license", "limit": None,
                       "val_frac": 0.25, "format": "mjlab-npz", "fps": 50.0,
-                      "exporter_code_version": first["export_code_version"]}
+                      "exporter_code_version": first["export_code_version"],
+                      "quality_thresholds_hash": thresholds_hash(files_run.root)}
     header = (tmp_path / "m" / "manifest.csv").read_text().splitlines()[0].split(",")
     assert header == table.column_names
     assert '["walk"]' in (tmp_path / "m" / "manifest.csv").read_text().replace('""', '"')
