@@ -338,6 +338,9 @@ _CHILD_CODE = "import sys; sys.path.insert(0, sys.argv[1]); from ingest.download
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])  # the folder holding ``ingest/``: the child imports it
 KILL_GRACE_S = 2.0
 """Seconds a download process gets to exit after SIGTERM before SIGKILL."""
+STARTUP_TIMEOUT_S = 120.0
+"""Seconds a new download process may take to start (import yt-dlp) before it is given up as broken."""
+_READY = ("ready",)  # the first message of every download process: it has started and imported yt-dlp
 _HEADER = struct.Struct(">Q")  # length prefix of every pickled message between parent and child
 
 
@@ -381,6 +384,13 @@ def _attempt_child_main() -> None:
     os.dup2(2, 1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     requests = sys.stdin.buffer
+    try:  # pay the start-up (importing yt-dlp) before the parent starts any deadline clock
+        import yt_dlp  # noqa: F401
+    except ImportError:
+        pass  # the attempt reports the missing dependency with its fix
+    ready = pickle.dumps(_READY)
+    answers.write(_HEADER.pack(len(ready)) + ready)
+    answers.flush()
     while True:
         header = requests.read(_HEADER.size)
         if len(header) < _HEADER.size:
@@ -429,6 +439,19 @@ class _AttemptProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def wait_ready(self, timeout_s: float = STARTUP_TIMEOUT_S) -> bool:
+        """Wait for the process's start-up message (once); False when it ended or did not start in time."""
+        if getattr(self, "_ready", False):
+            return True
+        try:
+            header = self._read_exactly(_HEADER.size, time.monotonic() + timeout_s)
+            body = None if header is None else self._read_exactly(_HEADER.unpack(header)[0],
+                                                                  time.monotonic() + timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        self._ready = body is not None and pickle.loads(body) == _READY
+        return self._ready
+
     def run(self, payload: bytes, deadline: float | None) -> tuple | None:
         """Send one attempt and wait for its answer until ``deadline`` (``time.monotonic()``, None = no limit).
 
@@ -439,6 +462,8 @@ class _AttemptProcess:
             self.proc.stdin.write(_HEADER.pack(len(payload)) + payload)
             self.proc.stdin.flush()
         except OSError:  # it already ended
+            return None
+        if not self.wait_ready():
             return None
         header = self._read_exactly(_HEADER.size, deadline)
         if header is None:
@@ -731,6 +756,11 @@ def download_video(
 
     work_dir = cache_dir / PARTIAL_DIR_NAME / item.video_id
     work_dir.mkdir(parents=True, exist_ok=True)
+    warm = _take_process()  # the deadline is the server's: our download process's start-up does not count
+    if warm.wait_ready():
+        _give_back(warm)
+    else:
+        warm.close()
     deadline = None if deadline_s is None else time.monotonic() + float(deadline_s)
     options = ytdlp_options(
         work_dir, item.video_id, max_height=max_height, socket_timeout_s=socket_timeout_s, retries=retries,
