@@ -80,6 +80,12 @@ class RunReport:
     plan: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)
     workers: list = field(default_factory=list)
+    #: seconds since run() began at which each milestone was reached: ``prepared`` (run folder, schema fragments
+    #: and DuckDB views written), ``collected`` (inputs listed and their ids computed), ``planned`` (plan written,
+    #: done videos skipped), ``ray_ready`` (Ray initialised or joined), ``stream_start`` (actors created, first
+    #: submission), ``first_publish``/``last_publish`` (first and last video published by the writer),
+    #: ``stream_end`` and ``ray_down`` (actors killed and, if this run started Ray, Ray shut down)
+    timings: dict = field(default_factory=dict)
 
     def pose_utilisation(self) -> float | None:
         """Mean busy/wall share of the pose workers, as they measured it (None before any ran)."""
@@ -154,6 +160,24 @@ def run(inputs: list[str], list_files: list[str], out_dir: str | Path, config: R
         opts: ExecOptions | None = None, items: list[VideoItem] | None = None) -> RunReport:
     """Process every input into ``out_dir``; returns the report (see :class:`RunReport`).
 
+    The run holds the run folder's catalog lock (shared) from start to end, so ``g1forge compact`` cannot
+    start meanwhile (see :func:`catalog.compact.run_lock`). The rest is :func:`_run_in_folder`.
+    """
+    from catalog.compact import run_lock
+    from catalog.mirror import default_staging_dir, is_remote
+
+    opts = opts or ExecOptions()
+    local = (opts.staging_dir or default_staging_dir(str(out_dir))) if is_remote(str(out_dir)) else out_dir
+    layout = RunLayout.at(local)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with run_lock(layout):
+        return _run_in_folder(inputs, list_files, out_dir, config, opts, items)
+
+
+def _run_in_folder(inputs: list[str], list_files: list[str], out_dir: str | Path, config: RunConfig,
+                   opts: ExecOptions | None = None, items: list[VideoItem] | None = None) -> RunReport:
+    """The body of :func:`run`.
+
     ``out_dir`` may be an object-store URI (``s3://bucket/run``): the run then works in a local staging folder
     (``opts.staging_dir`` or :func:`catalog.mirror.default_staging_dir`) mirrored there video by video, and
     resume asks the remote which videos are done (see :mod:`catalog.mirror`).
@@ -171,9 +195,11 @@ def run(inputs: list[str], list_files: list[str], out_dir: str | Path, config: R
     report = RunReport(run_id=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
                        out_dir=mirror.uri if mirror else str(layout.root), config_hash=chash)
     prepare_run_folder(layout, config)
+    _mark(report, "prepared")
     if items is None:
         collected = collect(inputs, _local_lists(list_files, layout), config.backend)
         items, report.duplicates = collected.items, collected.num_duplicates
+    _mark(report, "collected")
     report.inputs = len(items) + report.duplicates
     write_plan(layout, items)
     if mirror is not None:
@@ -187,6 +213,7 @@ def run(inputs: list[str], list_files: list[str], out_dir: str | Path, config: R
     failed = _failed_ids(layout, chash) if opts.retry_failed and not opts.force else set()
     todo = [it for it in items if opts.force or it.video_id in failed or not is_done(it.video_id)]
     report.already_done = len(items) - len(todo)
+    _mark(report, "planned")
     if opts.progress:
         print(f"g1forge: {len(items)} videos ({report.already_done} already done, {len(todo)} to do) -> "
               f"{report.out_dir}", file=sys.stderr, flush=True)
@@ -196,10 +223,16 @@ def run(inputs: list[str], list_files: list[str], out_dir: str | Path, config: R
         except KeyboardInterrupt:
             report.interrupted = True
     report.elapsed_s = time.perf_counter() - t0
+    report.timings = {k: round(v - t0, 6) for k, v in report.timings.items()}
     stats_path = _write_stats(layout, report)
     if mirror is not None:
         mirror.push_run_files(layout, stats_path)
     return report
+
+
+def _mark(report: RunReport, milestone: str) -> None:
+    """Record when ``milestone`` was reached (``perf_counter``; :func:`run` makes it relative to its start)."""
+    report.timings[milestone] = time.perf_counter()
 
 
 def _local_lists(list_files: list[str], layout: RunLayout) -> list[str]:
@@ -292,6 +325,7 @@ def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: 
 
     backend_cls = backend_class(config.backend)
     started_here = _init_ray(ray, opts, backend_cls.cpus_per_worker)
+    _mark(report, "ray_ready")
     actors: list = []
     try:
         res = ray.cluster_resources()
@@ -322,12 +356,17 @@ def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: 
             def on_done(summary: dict) -> None:
                 _count(report, summary)
                 bar.update(summary)
+                if "first_publish" not in report.timings:
+                    _mark(report, "first_publish")
+                _mark(report, "last_publish")
 
+            _mark(report, "stream_start")
             try:
                 result = stream(ray, todo, fetchers, posers, finishers, writer, backend=config.backend,
                                 opts=popts, on_done=on_done, on_tick=bar.show_stages)
                 report.retries = result.retries
                 report.stages = result.stages
+                _mark(report, "stream_end")
             finally:
                 report.workers = _worker_stats(ray, actors)
     finally:
@@ -338,6 +377,7 @@ def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: 
                 pass
         if started_here:
             ray.shutdown()
+        _mark(report, "ray_down")
 
 
 def _worker_stats(ray, actors: list) -> list[dict]:

@@ -343,3 +343,20 @@ def test_a_pose_worker_on_another_node_downloads_again_or_names_the_fix(tmp_path
                       path="/only/on/a.mp4")
     with pytest.raises(Exception, match="filesystem every node mounts"):
         worker._here(missing)
+
+
+def test_compaction_cannot_start_while_a_run_holds_the_folder(tmp_path, monkeypatch):
+    import cluster.run as run_mod
+    from catalog.compact import compact
+    from ingest.errors import ConfigError
+
+    seen = []
+
+    def body(inputs, list_files, out_dir, config, opts, items):
+        with pytest.raises(ConfigError):
+            compact(out_dir)
+        seen.append(True)
+
+    monkeypatch.setattr(run_mod, "_run_in_folder", body)
+    run([], [], tmp_path / "out", CONFIG, ExecOptions(progress=False))
+    assert seen == [True]
