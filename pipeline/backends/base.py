@@ -66,12 +66,41 @@ def available_backends() -> list[str]:
     return sorted(_REGISTRY)
 
 
+#: Plugin hook: comma-separated module names (importable on ``PYTHONPATH``) that register more backends with
+#: :func:`register_backend` when imported. They are imported only when a name is not already known.
+BACKEND_MODULES_ENV = "G1FORGE_BACKEND_MODULES"
+
+
 def backend_class(name: str):
-    """The class registered as ``name`` (no instance, no model load)."""
+    """The class registered as ``name`` (no instance, no model load).
+
+    A name that no built-in backend has makes the modules listed in ``$G1FORGE_BACKEND_MODULES`` be imported
+    (each registers its backends on import), then the registry is looked up again. Ray workers of a local
+    cluster (started by ``ray.init`` in the driver) inherit the driver's environment, so setting the variable
+    and ``PYTHONPATH`` before the run makes such a backend load inside the pose workers too; on a remote
+    cluster, set both in the workers' environment (e.g. the image or the runtime environment).
+    Raises :class:`ConfigError` listing the known backends when ``name`` is still unknown, or naming the
+    plugin module that could not be imported.
+    """
     _load_builtin_backends()
+    if name not in _REGISTRY:
+        _load_plugin_backends()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
+
+
+def _load_plugin_backends() -> None:
+    """Import the modules named in ``$G1FORGE_BACKEND_MODULES`` (already imported ones are not re-run)."""
+    import importlib
+    import os
+
+    for module in filter(None, (m.strip() for m in os.environ.get(BACKEND_MODULES_ENV, "").split(","))):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"backend plugin module {module!r} (from ${BACKEND_MODULES_ENV}) cannot be "
+                              f"imported: {exc}; put its folder on PYTHONPATH or fix ${BACKEND_MODULES_ENV}") from exc
 
 
 def create_backend(name: str, **options) -> PoseBackend:
