@@ -13,6 +13,7 @@ only one ``SELECT`` statement (:func:`check_select_only`), which keeps ``COPY ..
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -116,10 +117,39 @@ def refresh_views(layout: RunLayout) -> None:
     con = _duckdb().connect(str(layout.duckdb_path))
     try:
         _set_search_path(con, layout)
-        for table in TABLES:
-            con.execute(_view_sql(layout, table, con))
+        statements = [_view_sql(layout, table, con) for table in TABLES]
+        h = hashlib.sha256("\n".join(statements).encode("utf-8"))
+        for table in TABLES:  # the views' columns come from the schema fragments: a new schema, new views
+            h.update(_read_bytes(layout.schema_fragment(table)))
+        digest = h.hexdigest()
+        stamp = layout.duckdb_path.with_name(layout.duckdb_path.name + ".views")
+        if _read_text(stamp) == f"{digest} {_stored_views_digest(con)}":
+            return  # same views: creating them again would only re-read every fragment's footer
+        for sql in statements:
+            con.execute(sql)
+        stamp.write_text(f"{digest} {_stored_views_digest(con)}")
     finally:
         con.close()
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _stored_views_digest(con) -> str:
+    """A hash of the views as the database holds them (whatever else changed them, the stamp no longer fits)."""
+    rows = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()
+    return hashlib.sha256(repr(rows).encode("utf-8")).hexdigest()
 
 
 def connect(run_dir: str | Path, read_only: bool = True):
