@@ -153,7 +153,7 @@ def _kill_group(pid: int) -> None:
 
 
 def _worker_summary(workers: list[dict]) -> dict:
-    """Per stage: actors, calls, busy seconds and mean utilisation as the workers measured them."""
+    """Per stage: actors, calls, busy seconds and each actor's utilisation, as the workers measured them."""
     out: dict = {}
     for w in workers:
         s = out.setdefault(w["stage"], {"actors": 0, "calls": 0, "busy_s": 0.0, "utilisation": []})

@@ -100,14 +100,14 @@ class _Ctx:
 
 @dataclass
 class StreamResult:
-    summaries: list = field(default_factory=list)
+    published: int = 0
     retries: int = 0
     stages: dict = field(default_factory=dict)
 
 
 def stream(ray, items: list[VideoItem], fetchers: list, posers: list, finishers: list, writer, *,
            backend: str, opts: PipelineOptions, on_done=None, on_tick=None) -> StreamResult:
-    """Push ``items`` through the stages until every one is published; returns the writer's summaries.
+    """Push ``items`` through the stages until every one is published; returns the counts.
 
     fetchers/posers/finishers: Ray actor handles of :class:`cluster.stages.FetchWorker`, ``PoseWorker``,
     ``FinishWorker``; writer: one ``CatalogWriter`` handle. on_done(summary): called per published video;
@@ -242,7 +242,7 @@ def stream(ray, items: list[VideoItem], fetchers: list, posers: list, finishers:
                     c.failed += 1
                 c.frames += int(value.get("frames", 0))
                 remaining -= 1
-                result.summaries.append(value)
+                result.published += 1  # summaries go to on_done, not into a list: memory stays flat
                 if on_done is not None:
                     on_done(value)
         t = time.monotonic()

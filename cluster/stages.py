@@ -195,6 +195,10 @@ class FinishWorker(_Timed):
         super().__init__()
         self.config = RunConfig.from_dict(config)
         self._retarget: RetargetStage | None = None
+        try:  # load the G1 model now, not in the first video (the pose stage would wait for it)
+            self._retarget = RetargetStage(self.config.retarget, self.config.g1_mjcf)
+        except G1ForgeError:
+            pass  # reported with the fix on every video by finish()
 
     def finish(self, payload: tuple) -> tuple[dict, VideoOutcome]:
         """``payload``: ``(row, PoseResult)`` from :meth:`PoseWorker.pose`. Returns ``(summary, outcome)``."""
