@@ -239,8 +239,7 @@ def metrics_png(rows: list[dict], metrics: list[str]) -> bytes:
             v = finite_values(rows, m)
             title = f"{m}\nn={len(v)}"
             if len(v):
-                lo, hi = np.percentile(v, [0.5, 99.5])
-                outside = int(np.sum((v < lo) | (v > hi)))
+                lo, hi, outside = histogram_range(v)
                 if hi > lo and outside:  # long tails would squash the histogram into one bar
                     title += f", {outside} outside p0.5-p99.5 not shown"
                 ax.hist(v, bins=30, range=(lo, hi) if hi > lo else None, color="#4477aa")
@@ -249,6 +248,15 @@ def metrics_png(rows: list[dict], metrics: list[str]) -> bytes:
             ax.set_title(title, fontsize=9)
             ax.tick_params(labelsize=8)
         return png_bytes(fig, style)
+
+
+def histogram_range(values: np.ndarray) -> tuple[float, float, int]:
+    """``(lo, hi, outside)``: the 0.5th and 99.5th percentiles of ``values`` taken as data values (so with few
+    clips nothing is cut: interpolated percentiles of two values would lie strictly between them and hide
+    both) and how many values fall outside them."""
+    lo = float(np.percentile(values, 0.5, method="lower"))
+    hi = float(np.percentile(values, 99.5, method="higher"))
+    return lo, hi, int(np.sum((values < lo) | (values > hi)))
 
 
 def duration_png(rows: list[dict], splits: list[str]) -> bytes:

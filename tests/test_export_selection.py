@@ -361,3 +361,14 @@ def test_worker_processes_write_the_same_files_and_report_the_same_skips(model, 
     assert ta.keys() == tb.keys() and [k for k in ta if ta[k] != tb[k]] == []
     with pytest.raises(ConfigError, match="--workers"):
         export(layout.root, None, "mjlab-npz", tmp_path / "x", workers=0)
+
+
+def test_metric_histograms_hide_only_real_tails():
+    import numpy as np
+
+    from catalog.card import histogram_range
+
+    assert histogram_range(np.array([0.3, 0.9])) == (0.3, 0.9, 0)  # two clips: both shown
+    tail = np.concatenate([np.linspace(0.0, 1.0, 1000), [50.0, 80.0]])
+    lo, hi, outside = histogram_range(tail)
+    assert lo == 0.0 and hi < 50.0 and outside >= 2  # far outliers in a large set are left out of the range
