@@ -371,4 +371,4 @@ def test_metric_histograms_hide_only_real_tails():
     assert histogram_range(np.array([0.3, 0.9])) == (0.3, 0.9, 0)  # two clips: both shown
     tail = np.concatenate([np.linspace(0.0, 1.0, 1000), [50.0, 80.0]])
     lo, hi, outside = histogram_range(tail)
-    assert lo == 0.0 and hi < 50.0 and outside >= 2  # far outliers in a large set are left out of the range
+    assert lo < 0.01 and hi < 50.0 and outside >= 2  # far outliers in a large set are left out of the range
