@@ -162,35 +162,29 @@ def run(inputs: list[str], list_files: list[str], out_dir: str | Path, config: R
 
     The run holds the run folder's catalog lock (shared) from start to end, so ``g1forge compact`` cannot
     start meanwhile (see :func:`catalog.compact.run_lock`). The rest is :func:`_run_in_folder`.
-    """
-    from catalog.compact import run_lock
-    from catalog.mirror import default_staging_dir, is_remote
-
-    opts = opts or ExecOptions()
-    local = (opts.staging_dir or default_staging_dir(str(out_dir))) if is_remote(str(out_dir)) else out_dir
-    layout = RunLayout.at(local)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    with run_lock(layout):
-        return _run_in_folder(inputs, list_files, out_dir, config, opts, items)
-
-
-def _run_in_folder(inputs: list[str], list_files: list[str], out_dir: str | Path, config: RunConfig,
-                   opts: ExecOptions | None = None, items: list[VideoItem] | None = None) -> RunReport:
-    """The body of :func:`run`.
 
     ``out_dir`` may be an object-store URI (``s3://bucket/run``): the run then works in a local staging folder
     (``opts.staging_dir`` or :func:`catalog.mirror.default_staging_dir`) mirrored there video by video, and
     resume asks the remote which videos are done (see :mod:`catalog.mirror`).
     """
+    from catalog.compact import run_lock
     from catalog.mirror import Mirror, default_staging_dir, is_remote
 
     opts = opts or ExecOptions()
-    t0 = time.perf_counter()
     mirror = None
     if is_remote(str(out_dir)):
         mirror = Mirror(str(out_dir))
         out_dir = opts.staging_dir or default_staging_dir(str(out_dir))
     layout = RunLayout.at(out_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with run_lock(layout):
+        return _run_in_folder(inputs, list_files, layout, mirror, config, opts, items)
+
+
+def _run_in_folder(inputs: list[str], list_files: list[str], layout: RunLayout, mirror, config: RunConfig,
+                   opts: ExecOptions, items: list[VideoItem] | None = None) -> RunReport:
+    """The body of :func:`run`, in the local run folder ``layout`` (mirrored to ``mirror`` when not None)."""
+    t0 = time.perf_counter()
     chash = config.config_hash()
     report = RunReport(run_id=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
                        out_dir=mirror.uri if mirror else str(layout.root), config_hash=chash)

@@ -352,9 +352,9 @@ def test_compaction_cannot_start_while_a_run_holds_the_folder(tmp_path, monkeypa
 
     seen = []
 
-    def body(inputs, list_files, out_dir, config, opts, items):
+    def body(inputs, list_files, layout, mirror, config, opts, items):
         with pytest.raises(ConfigError):
-            compact(out_dir)
+            compact(layout.root)
         seen.append(True)
 
     monkeypatch.setattr(run_mod, "_run_in_folder", body)
