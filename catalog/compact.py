@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
+from catalog.connection import configure_connection, sql_ident
 from catalog.layout import FORMAT_VERSION, TABLES, RunLayout, generation_name
 from ingest.errors import ConfigError, G1ForgeError
 
@@ -412,6 +413,7 @@ def _write_generation(layout: RunLayout, state: CompactionState, new: int, fragm
     spill = layout.tmp_dir / f"compact.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
     con = duckdb.connect(":memory:")
+    configure_connection(con, layout.root)
     rows: dict = {}
     files: dict = {}
     nbytes = 0
@@ -445,11 +447,13 @@ def _write_generation(layout: RunLayout, state: CompactionState, new: int, fragm
                                   f"`g1forge run` on this folder once (it rewrites the schema), then compact")
             order = ", ".join(SORT_KEYS[table])
             select = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
+            params = {"files": sources} if sources else None
+            select = _nan_to_null_sql(con, select, params)
             out_dir = staging / table
             con.execute(f"COPY (SELECT * FROM ({select}) ORDER BY {order}) TO {_sql_str(str(out_dir))} "
                         f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
                         f"FILE_SIZE_BYTES {FILE_SIZE_BYTES}, FILENAME_PATTERN 'part-{{i}}')",
-                        {"files": sources} if sources else None).fetchall()
+                        params).fetchall()
             if state.generation:
                 con.unregister("fresh_videos")
             written = sorted(out_dir.glob("*.parquet"))
@@ -468,6 +472,18 @@ def _write_generation(layout: RunLayout, state: CompactionState, new: int, fragm
     os.replace(staging, final)
     _fsync_dir(layout.compacted_dir)
     return rows, files, nbytes
+
+
+def _nan_to_null_sql(con, select: str, params: dict | None) -> str:
+    """``select`` with every NaN of its floating-point columns read as NULL, so that a generation holds none
+    even when older fragments did (why: :func:`catalog.schema.nan_to_null`). ``con`` must be configured by
+    :func:`catalog.connection.configure_connection` (with folded statistics, ``isnan`` would read false)."""
+    columns = con.execute(f"DESCRIBE {select}", params).fetchall()
+    floats = [name for name, typ, *_ in columns if typ in ("DOUBLE", "FLOAT")]
+    if not floats:
+        return select
+    replaced = ", ".join(f"CASE WHEN isnan({q}) THEN NULL ELSE {q} END AS {q}" for q in map(sql_ident, floats))
+    return f"SELECT * REPLACE ({replaced}) FROM ({select})"
 
 
 def _fsync_file(path: Path) -> None:

@@ -18,6 +18,7 @@ import io
 import json
 from pathlib import Path
 
+from catalog.connection import configure_connection
 from catalog.layout import TABLES, RunLayout
 from ingest.errors import ConfigError, G1ForgeError
 
@@ -67,11 +68,6 @@ def _view_sql(layout: RunLayout, table: str, con=None) -> str:
     return f"CREATE OR REPLACE VIEW {table} AS {select}"
 
 
-def _set_search_path(con, layout: RunLayout) -> None:
-    root = str(layout.root).replace("'", "''")
-    con.execute(f"SET file_search_path = '{root}'")
-
-
 def _sandbox(con, layout: RunLayout) -> None:
     """Allow file access under the run's ``data/`` only (absolute, and relative as the views spell it), then
     lock the configuration so the query cannot undo it."""
@@ -114,9 +110,9 @@ def refresh_views(layout: RunLayout) -> None:
     from catalog.scoring import ensure_run_thresholds
 
     ensure_run_thresholds(layout)
-    con = _duckdb().connect(str(layout.duckdb_path))
+    con = _open_views_file(layout.duckdb_path, read_only=False)
     try:
-        _set_search_path(con, layout)
+        configure_connection(con, layout.root)
         statements = [_view_sql(layout, table, con) for table in TABLES]
         h = hashlib.sha256("\n".join(statements).encode("utf-8"))
         for table in TABLES:  # the views' columns come from the schema fragments: a new schema, new views
@@ -130,6 +126,25 @@ def refresh_views(layout: RunLayout) -> None:
         stamp.write_text(f"{digest} {_stored_views_digest(con)}")
     finally:
         con.close()
+
+
+def _open_views_file(path: Path, read_only: bool):
+    """A connection to ``catalog.duckdb``, which holds nothing but the views.
+
+    A file written by a newer DuckDB (another g1forge install) cannot be opened by an older one: a writer then
+    replaces it (the views are rewritten from the Parquet files next), a reader gets None and builds the
+    views in memory. Other errors (another process holding the write lock, ...) propagate."""
+    duckdb = _duckdb()
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "newer version" not in str(exc):
+            raise
+    if read_only:
+        return None
+    path.unlink()
+    path.with_name(path.name + ".views").unlink(missing_ok=True)
+    return duckdb.connect(str(path))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -165,13 +180,12 @@ def connect(run_dir: str | Path, read_only: bool = True):
     from catalog.migrate import check_readable
 
     check_readable(layout)  # a folder of a newer format is refused with the fix; older ones read as they are
-    duckdb = _duckdb()
-    if layout.duckdb_path.exists():
-        con = duckdb.connect(str(layout.duckdb_path), read_only=read_only)
-        _set_search_path(con, layout)
-    else:  # views not written yet (a run still starting): build them in memory
-        con = duckdb.connect(":memory:")
-        _set_search_path(con, layout)
+    con = _open_views_file(layout.duckdb_path, read_only) if layout.duckdb_path.exists() else None
+    if con is not None:
+        configure_connection(con, layout.root)
+    else:  # views not written yet (a run still starting), or written by a newer DuckDB: build them in memory
+        con = _duckdb().connect(":memory:")
+        configure_connection(con, layout.root)
         for table in TABLES:
             con.execute(_view_sql(layout, table))
     if read_only:

@@ -103,9 +103,34 @@ def clips_schema(metric_names: list[str] | tuple[str, ...]) -> pa.Schema:
 
 
 def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
-    """A table with exactly ``schema``'s columns; keys missing from a row become nulls, unknown keys raise."""
+    """A table with exactly ``schema``'s columns; keys missing from a row become nulls, unknown keys raise.
+
+    A NaN in a floating-point column is written as null: "not measured" is null everywhere in the catalog
+    (see :func:`nan_to_null`)."""
     unknown = {k for r in rows for k in r} - set(schema.names)
     if unknown:
         raise KeyError(f"columns not in the schema: {sorted(unknown)}")
     cols = {name: [r.get(name) for r in rows] for name in schema.names}
-    return pa.table(cols, schema=schema)
+    return nan_to_null(pa.table(cols, schema=schema))
+
+
+def nan_to_null(table: pa.Table) -> pa.Table:
+    """``table`` with every NaN of its floating-point columns replaced by null.
+
+    Why no NaN ever reaches a Parquet file of the catalog: Parquet's min/max statistics of a float column leave
+    NaN out, so a file holding ``[NaN, 1.0]`` declares the range ``[1.0, 1.0]``. DuckDB 2.0.x trusts those
+    statistics when it reads fragments with ``union_by_name`` and folds expressions on them: ``isnan(x)`` becomes
+    false and ``x <= 4000`` true for the NaN row, so a clip scored 1.0 with fail reasons (issue 11; reproduced by
+    ``tests/test_duckdb_versions.py``). A null is counted in the statistics (``null_count``) and no reader mistakes it.
+    """
+    import pyarrow.compute as pc
+
+    columns = list(table.columns)
+    changed = False
+    for i, field in enumerate(table.schema):
+        if pa.types.is_floating(field.type) and table.num_rows:
+            nan = pc.is_nan(columns[i])
+            if pc.any(nan).as_py():
+                columns[i] = pc.if_else(nan, pa.scalar(None, field.type), columns[i])
+                changed = True
+    return pa.Table.from_arrays(columns, schema=table.schema) if changed else table

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from catalog.connection import configure_connection, sql_ident
 from catalog.layout import RunLayout
 from ingest.errors import ConfigError, G1ForgeError
 
@@ -317,10 +318,6 @@ def describe_columns(con, select_sql: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- SQL
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -331,7 +328,7 @@ def _num(value: float) -> str:
 
 def _rule_sql(rule: Rule, columns: dict[str, str]) -> tuple[str, str, str | None]:
     """``(pass, reason, score)`` SQL expressions of one rule; ``score`` is None for gates."""
-    col = _ident(rule.column) if rule.column in columns else "NULL"
+    col = sql_ident(rule.column) if rule.column in columns else "NULL"
     if rule.kind == "in":
         ok = f"coalesce({col} IN ({', '.join(_str(v) for v in rule.allowed)}), false)"
         return ok, f"CASE WHEN NOT {ok} THEN {_str(rule.reason)} END", None
@@ -386,7 +383,7 @@ def score_columns_sql(thresholds: Thresholds, columns: dict[str, str]) -> str:
 def scored_select_sql(base_sql: str, thresholds: Thresholds, columns: dict[str, str]) -> str:
     """``SELECT *, <score columns> FROM (<base_sql>)``; base columns named like a score column are replaced."""
     clash = [c for c in SCORE_COLUMNS if c in columns]
-    star = f"* EXCLUDE ({', '.join(_ident(c) for c in clash)})" if clash else "*"
+    star = f"* EXCLUDE ({', '.join(sql_ident(c) for c in clash)})" if clash else "*"
     return f"SELECT {star}, {score_columns_sql(thresholds, columns)} FROM ({base_sql})"
 
 
@@ -437,7 +434,7 @@ def run_clip_columns(layout: RunLayout, thresholds: Thresholds, base_sql: str, c
         import duckdb
 
         con = duckdb.connect(":memory:")
-        con.execute(f"SET file_search_path = {_str(str(layout.root))}")
+        configure_connection(con, layout.root)
     try:
         return describe_columns(con, base_sql)
     finally:
