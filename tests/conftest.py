@@ -29,6 +29,56 @@ def tennis_video() -> Path:
     return _require(TENNIS_VIDEO)
 
 
+#: The versions of g1forge's direct dependencies that the suite last passed with on a fresh install (CI). The
+#: header of every test run prints what is installed now and marks each one that differs, so that a release
+#: that breaks the suite (duckdb 2.0.1 did) is named at the top of the failing run. Refresh it after a green run:
+#: ``python tests/conftest.py > tests/tested_versions.txt``.
+TESTED_VERSIONS = REPO_ROOT / "tests" / "tested_versions.txt"
+
+
+def installed_requirements() -> list[tuple[str, str | None, bool]]:
+    """(name, installed version or None, satisfies g1forge's requirement) for each direct dependency of the
+    installed g1forge (core and the ``dev`` extra), in name order."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    out = {}
+    for text in metadata.requires("g1forge") or []:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate({"extra": "dev"}):
+            continue
+        try:
+            version = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            version = None
+        ok = version is not None and req.specifier.contains(version, prereleases=True)
+        name = req.name.lower()
+        prev = out.get(name)
+        out[name] = (name, version, ok and (prev is None or prev[2]))
+    return [out[k] for k in sorted(out)]
+
+
+def _tested_versions() -> dict[str, str]:
+    if not TESTED_VERSIONS.exists():
+        return {}
+    pairs = (line.split("==", 1) for line in TESTED_VERSIONS.read_text().splitlines() if "==" in line)
+    return {name.strip().lower(): version.strip() for name, version in pairs}
+
+
+def pytest_report_header(config):
+    tested = _tested_versions()
+    parts, changed = [], []
+    for name, version, _ok in installed_requirements():
+        parts.append(f"{name} {version}")
+        if name in tested and tested[name] != version:
+            changed.append(f"{name} {version} (suite last green with {tested[name]})")
+    lines = ["dependencies: " + ", ".join(parts)]
+    if changed:
+        lines.append("dependencies NEW since the last green run: " + "; ".join(changed))
+    return lines
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip, with the reason, tests whose needs this machine does not meet."""
     import os
@@ -83,3 +133,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if f and (f["inputs"] or f["kills"]):
         terminalreporter.write_line(f"reliability: {f['inputs']} inputs tried, {f['crashes']} crashes, "
                                     f"{f['rows_lost']} rows lost, {f['kills']} kills survived")
+
+
+if __name__ == "__main__":  # print the installed versions in the format of tests/tested_versions.txt
+    for _name, _version, _ok in installed_requirements():
+        print(f"{_name}=={_version}")

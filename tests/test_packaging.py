@@ -83,3 +83,13 @@ def test_config_hash_follows_environment_a_backend_declares(monkeypatch):
     monkeypatch.setenv(ENV_SMPL_DIR, "/models/smpl")
     assert RunConfig(backend="phalp-pkl").config_hash() != plain_pkl  # SMPL joints change phalp-pkl results
     assert RunConfig().config_hash() == plain_mp  # and nothing of mediapipe's
+
+
+def test_the_suite_runs_with_the_dependencies_pyproject_asks_for():
+    """Every direct dependency (core and ``dev``) is installed at a version pyproject.toml allows: a suite run in
+    a stale environment would otherwise pass or fail for reasons a fresh install does not have."""
+    from conftest import installed_requirements
+
+    wrong = [f"{name} {version or '(missing)'}" for name, version, ok in installed_requirements() if not ok]
+    assert not wrong, f"installed versions outside pyproject.toml's ranges: {wrong}; run pip install -e '.[dev]'"
+    assert {"duckdb", "mediapipe", "numpy", "pyarrow", "ray", "torch"} <= {n for n, _, _ in installed_requirements()}
