@@ -57,6 +57,7 @@ TRACKS = pa.schema(
     [
         ("video_id", pa.string()),
         ("track_id", pa.int32()),
+        ("source_track_id", pa.int32()),
         ("status", pa.string()),
         ("reason", pa.string()),
         ("num_frames", pa.int64()),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ingest.errors import ConfigError
 from pipeline.clips import ClipConfig
+from pipeline.identity import IdentityGuardConfig
 from pipeline.retarget import KeyPoint, RetargetConfig, RobotPoint
 from pipeline.world import WorldConfig
 
@@ -62,7 +63,8 @@ class RunConfig:
         try:
             clip_d = dict(d.pop("clip", {}))
             world = WorldConfig(**clip_d.pop("world", {}))
-            clip = ClipConfig(world=world, **clip_d)
+            identity = IdentityGuardConfig(**clip_d.pop("identity", {}))
+            clip = ClipConfig(world=world, identity=identity, **clip_d)
             retarget = _retarget_config_from_dict(d.pop("retarget", {}))
             download = DownloadConfig(**d.pop("download", {}))
             return cls(clip=clip, retarget=retarget, download=download, **d)

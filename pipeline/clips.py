@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ingest.errors import BackendError, ConfigError, LowConfidence, TooShort
+from pipeline.identity import IdentityGuardConfig
 from pipeline.motion import HumanClip, HumanTrack, PoseResult, SMPLParams
 from pipeline.quality import clip_metrics
 from pipeline.world import WorldConfig, align_to_world, median_background_motion, static_camera_score
@@ -47,6 +48,7 @@ class ClipConfig:
     min_joint_conf: frames whose mean joint confidence is below this are low-confidence.
     low_conf_min_s: a low-confidence run at least this long is cut out (shorter ones are kept).
     world: settings of :func:`pipeline.world.align_to_world`.
+    identity: bounds of the identity-jump guard (:mod:`pipeline.identity`), applied to every track first.
     floating_height_m: a frame floats when its lowest foot point is higher than this.
     static_camera_half_motion: background motion scored 0.5 by :func:`pipeline.world.static_camera_score`.
     """
@@ -57,6 +59,7 @@ class ClipConfig:
     min_joint_conf: float = 0.5
     low_conf_min_s: float = 0.2
     world: WorldConfig = field(default_factory=WorldConfig)
+    identity: IdentityGuardConfig = field(default_factory=IdentityGuardConfig)
     floating_height_m: float = 0.05
     static_camera_half_motion: float = 0.004
 
@@ -66,6 +69,11 @@ class ClipConfig:
                 object.__setattr__(self, "world", WorldConfig(**self.world))
             except TypeError as exc:
                 raise ConfigError(f"invalid world alignment settings: {exc}") from None
+        if isinstance(self.identity, dict):
+            try:
+                object.__setattr__(self, "identity", IdentityGuardConfig(**self.identity))
+            except TypeError as exc:
+                raise ConfigError(f"invalid identity guard settings: {exc}") from None
         problems = []
         if not isinstance(self.world, WorldConfig):
             problems.append(f"world must be a WorldConfig or a dict of its fields (got {type(self.world).__name__})")

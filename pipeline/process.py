@@ -254,12 +254,17 @@ def _probe_into(path: Path, row: dict) -> None:
 
 
 def _clips_into(outcome: VideoOutcome, result: PoseResult, config) -> None:
+    from dataclasses import replace
+
     from pipeline.clips import build_clips
+    from pipeline.identity import split_identity_jumps
 
     row = outcome.video_row
     video_id = row["video_id"]
     if not result.tracks:
         raise NoPerson(f"no person found in {result.num_frames} frames")
+    tracks, source_track_ids = split_identity_jumps(result.tracks, config.clip.identity)
+    result = replace(result, tracks=tracks)
     clips = build_clips(result, video_id, config.clip)
     by_track: dict[int, list[HumanClip]] = {}
     for clip in clips:
@@ -272,6 +277,7 @@ def _clips_into(outcome: VideoOutcome, result: PoseResult, config) -> None:
         outcome.track_rows.append({
             "video_id": video_id,
             "track_id": int(track.track_id),
+            "source_track_id": int(source_track_ids[track.track_id]),
             "status": "ok" if n_ok else "filtered",
             "reason": "" if n_ok else _no_clip_reason(tc),
             "num_frames": int(track.num_frames),
