@@ -20,7 +20,7 @@ from pipeline.world import WorldConfig
 
 #: Version of what a video's results are (rows and motion files), part of the configuration hash. It is not the
 #: catalog's ``FORMAT_VERSION``: reorganising the catalog (compaction, migrations) must not redo finished videos.
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2  # 2: every person tracked (mediapipe multi-person), identity-jump guard
 
 
 @dataclass

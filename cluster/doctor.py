@@ -41,13 +41,23 @@ def _has(module: str) -> bool:
         return False
 
 
-def _check_mediapipe() -> tuple[list[Problem], list[str]]:
+def _check_mediapipe_legacy() -> tuple[list[Problem], list[str]]:
     probs = []
     if not _has("mediapipe"):
         probs.append(Problem("mediapipe is not installed", "pip install 'mediapipe==0.10.21'"))
     if not _has("av"):
         probs.append(Problem("PyAV is not installed", "pip install av"))
     return probs, []
+
+
+def _check_mediapipe() -> tuple[list[Problem], list[str]]:
+    probs, notes = _check_mediapipe_legacy()  # the models come from the mediapipe wheel
+    if not _has("ai_edge_litert"):
+        probs.append(Problem("ai-edge-litert (the TFLite runtime) is not installed",
+                             "pip install 'ai-edge-litert>=2.3'"))
+    if not _has("norfair"):
+        probs.append(Problem("norfair (the multi-person tracker) is not installed", "pip install 'norfair>=2.2,<3'"))
+    return probs, notes
 
 
 def _check_phalp_pkl() -> tuple[list[Problem], list[str]]:
@@ -128,7 +138,8 @@ def _check_4dhumans(env: dict[str, str] | None = None) -> tuple[list[Problem], l
     return probs, notes
 
 
-CHECKS = {"mediapipe": _check_mediapipe, "phalp-pkl": _check_phalp_pkl, "4dhumans": _check_4dhumans}
+CHECKS = {"mediapipe": _check_mediapipe, "mediapipe-legacy": _check_mediapipe_legacy, "phalp-pkl": _check_phalp_pkl,
+          "4dhumans": _check_4dhumans}
 
 
 def diagnose(backends: list[str] | None = None) -> list[BackendReport]:

@@ -20,8 +20,8 @@ LM = mp_backend.MP_LANDMARKS
 
 
 def test_registered_with_options_validated():
-    assert "mediapipe" in available_backends()
-    assert backend_class("mediapipe") is MPB and MPB.needs_video
+    assert "mediapipe-legacy" in available_backends()
+    assert backend_class("mediapipe-legacy") is MPB and MPB.needs_video
     for bad in (dict(model_complexity=0), dict(model_complexity=2), dict(min_detection_confidence=1.5),
                 dict(fov_deg=200.0), dict(focal_px=0.0), dict(max_side_px=10), dict(no_such_option=1)):
         with pytest.raises(ConfigError):
@@ -103,7 +103,7 @@ def test_video_without_person_and_time_range(tmp_path):
     assert r.image_size_hw == (96, 160) and r.focal_px == pytest.approx(np.hypot(96, 160))
     np.testing.assert_allclose(r.frame_time_s, np.arange(12) / 15.0, atol=1e-6)
     assert r.background_motion[0] == 0 and np.all(r.background_motion[1:] > 0.02)  # panning
-    assert not r.shot_boundary.any() and r.backend == "mediapipe"
+    assert not r.shot_boundary.any() and r.backend == "mediapipe-legacy"
     # a time range: per-frame arrays still indexed by frame_idx from 0; frames before the range have no signal
     r2 = b.process(VideoItem("v", str(path), "file", start_s=0.3, end_s=0.6), str(path))
     assert r2.num_frames == 9 and r2.extra["first_frame_idx"] == 5

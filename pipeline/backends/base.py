@@ -110,7 +110,7 @@ def create_backend(name: str, **options) -> PoseBackend:
 
 def _load_builtin_backends() -> None:
     # Importing these modules registers them; they import their heavy dependencies lazily.
-    from pipeline.backends import fourdhumans, mediapipe_backend, phalp_pkl  # noqa: F401
+    from pipeline.backends import fourdhumans, mediapipe_backend, mediapipe_multi, phalp_pkl  # noqa: F401
 
 
 def options_from_dict(options_cls, options: dict, backend: str):

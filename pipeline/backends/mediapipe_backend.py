@@ -1,4 +1,5 @@
-"""The default CPU pose backend: MediaPipe BlazePose (legacy ``mp.solutions.pose``, full model), one person.
+"""The single-person CPU pose backend ``mediapipe-legacy``: MediaPipe BlazePose (legacy ``mp.solutions.pose``,
+full model), one person. The default is ``mediapipe`` (:mod:`pipeline.backends.mediapipe_multi`), every person.
 
 Per video: frames stream from :func:`ingest.decode.iter_frames` (RGB, upright, optionally downsized) into one
 ``mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1)`` that lives as long as the backend.
@@ -126,7 +127,7 @@ class MediaPipeOptions:
 
     @classmethod
     def from_dict(cls, options: dict) -> MediaPipeOptions:
-        opts = options_from_dict(cls, options, "mediapipe")
+        opts = options_from_dict(cls, options, "mediapipe-legacy")
         problems = []
         if opts.model_complexity != 1:
             problems.append(
@@ -159,9 +160,12 @@ def _import_mediapipe():
     return mp
 
 
-@register_backend("mediapipe")
+@register_backend("mediapipe-legacy")
 class MediaPipeBackend(PoseBackend):
-    """Single-person CPU backend; see the module docstring for conventions. Options: :class:`MediaPipeOptions`."""
+    """Single-person CPU backend; see the module docstring for conventions. Options: :class:`MediaPipeOptions`.
+
+    No longer the default (``mediapipe`` is :mod:`pipeline.backends.mediapipe_multi`, every person); kept as
+    the baseline of ``bench/bench_multi_person.py`` and for runs that want MediaPipe's own smoothing."""
 
     needs_video = True
     # one worker per core: measured on 2 cores over 3 copies of the shared videos, 2 workers ran 41 frames/s
@@ -200,7 +204,7 @@ class MediaPipeBackend(PoseBackend):
 
     def process(self, item: VideoItem, video_path: str | None) -> PoseResult:
         if video_path is None:
-            raise ConfigError("the mediapipe backend needs a video file; it got none (was the download skipped?)")
+            raise ConfigError("the mediapipe-legacy backend needs a video file; it got none (was the download skipped?)")
         o = self.options
         pose = self._get_pose()
         frames = iter_frames(
@@ -306,9 +310,12 @@ def _build_track(
     scale_xy: np.ndarray,
     focal_px: float,
     size_hw: tuple[int, int],
+    track_id: int = 0,
+    det_conf: np.ndarray | None = None,
 ) -> HumanTrack | None:
     """One :class:`HumanTrack` from per-frame landmarks: lm2d (T, 33, 3) normalised x, y + visibility,
-    world (T, 33, 3) metres. Frames whose root translation cannot be solved are dropped (gaps)."""
+    world (T, 33, 3) metres; det_conf (T,) the detection confidence (default: the mean visibility). Frames
+    whose root translation cannot be solved are dropped (gaps)."""
     h, w = size_hw
     lm_px = lm2d[..., :2] * scale_xy  # (T, 33, 2) original pixels
     vis = lm2d[..., 2]
@@ -321,13 +328,13 @@ def _build_track(
         return None
     boxes = np.stack([_landmark_box(p, (h, w)) for p in lm_px])
     return HumanTrack(
-        track_id=0,
+        track_id=int(track_id),
         frame_idx=frame_idx[ok].astype(np.int64),
         time_s=frame_time_s[frame_idx[ok]].astype(np.float64),
         joint_names=BODY_JOINTS,
         joints_cam_m=(body + t_cam[:, None, :])[ok].astype(np.float32),
         joint_conf=conf[ok],
-        det_conf=vis.mean(-1)[ok].astype(np.float32),
+        det_conf=(vis.mean(-1) if det_conf is None else np.asarray(det_conf))[ok].astype(np.float32),
         keypoints_px=kp[ok].astype(np.float32),
         bbox_xywh_px=boxes[ok].astype(np.float32),
     )

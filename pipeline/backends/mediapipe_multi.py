@@ -1,0 +1,329 @@
+"""The default CPU pose backend: BlazePose for every person in the frame, one identity each.
+
+Models: BlazePose's person detector and full landmark model from the mediapipe wheel, run directly on a TFLite
+interpreter (:mod:`pipeline.backends.blazepose`). The legacy ``mp.solutions.pose`` graph keeps one person per
+frame; this backend runs the same models per person.
+
+Per decoded frame (RGB, upright, downsized to ``max_side_px``):
+
+1. **Detection, amortised.** The detector runs on the first frame, every ``detect_every_s`` seconds, and on the
+   frame after a person was lost; never while ``max_people`` people are tracked. It looks at the whole frame and
+   at overlapping square tiles (:meth:`BlazePoseModels.detect_people_tiled`), so that small people far away are
+   found too. A detection whose region overlaps a person already tracked (IoU of the regions' bounding boxes
+   above ``same_person_iou``) is that person, not a new one.
+2. **Landmarks per person.** Each person is followed by a *region of interest* carried from frame to frame, as
+   MediaPipe does: the region for frame t+1 is computed from the landmarks of frame t. The landmark model runs
+   once per person per frame; a person whose pose flag drops below ``min_tracking_confidence`` is lost
+   (and re-detection runs on the next frame). Two regions that converge onto one body (landmark boxes with IoU
+   above ``same_person_iou``) are merged, keeping the more confident one.
+3. **Size floor.** A person whose landmarks span less than ``min_person_height_px`` pixels (at the source
+   resolution, top of the head to the lowest foot point) is not kept: too small for usable 3D.
+4. **Identities** come from a maintained multi-object tracker, Norfair (Kalman filter on the landmark box,
+   matched by IoU each frame). A person who leaves and re-enters gets a **new** track, unless they re-appear
+   within ``track_memory_s`` near the place the tracker predicts (then the same id). The identity-jump guard
+   (:mod:`pipeline.identity`) still checks every track afterwards.
+
+Outputs per person are those of the legacy backend (:mod:`pipeline.backends.mediapipe_backend`): 2D landmarks
+in source pixels, metric 3D landmarks (hip-centred, camera-aligned) moved into the camera frame by the root
+translation solved from the 2D keypoints with the focal length of :func:`pipeline.camera.default_focal_px`,
+visibility as joint confidence, the landmark box, and the pose flag as detection confidence. Unlike the legacy
+graph no temporal smoothing filter is applied to the landmarks (smoothing happens in the clip and retargeting
+stages).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ingest.decode import iter_frames, prefetch
+from ingest.errors import BackendError, ConfigError, MissingDependencyError
+from ingest.items import VideoItem
+from pipeline.backends.base import PoseBackend, options_from_dict, register_backend
+from pipeline.backends.mediapipe_backend import _build_track
+from pipeline.camera import default_focal_px
+from pipeline.frame_signals import FrameSignalAccumulator
+from pipeline.motion import PoseResult
+
+
+@dataclass
+class MultiPersonOptions:
+    """Options of the ``mediapipe`` backend.
+
+    max_people: most people tracked at once (1 = one person, the cheapest mode).
+    min_person_height_px: people whose landmarks span fewer source pixels than this (head to feet) are ignored.
+    detect_every_s: seconds between detector runs while every person is tracked (new people are found within
+        this time).
+    detect_tiles: also run the detector on overlapping tiles (finds small people; ~2-3x the detector's cost).
+    min_detection_confidence: the detector's score threshold (0-1).
+    min_tracking_confidence: the landmark model's pose-flag threshold below which a person is lost (0-1).
+    same_person_iou: box overlap above which two detections/regions are one person.
+    track_memory_s: how long the tracker keeps a person that is not seen, to give the same id on re-appearance.
+    max_side_px: downsize frames so the long side is at most this (None = full resolution).
+    focal_px / fov_deg: the source camera (see :func:`pipeline.camera.default_focal_px`).
+    num_threads: TFLite interpreter threads; thread_count: decoder threads (0 = one per core);
+    prefetch_frames: frames decoded ahead in a background thread.
+    """
+
+    max_people: int = 10
+    min_person_height_px: float = 48.0
+    detect_every_s: float = 0.5
+    detect_tiles: bool = True
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    same_person_iou: float = 0.5
+    track_memory_s: float = 0.5
+    max_side_px: int | None = 640
+    focal_px: float | None = None
+    fov_deg: float | None = None
+    num_threads: int = 1
+    thread_count: int = 0
+    prefetch_frames: int = 4
+
+    @classmethod
+    def from_dict(cls, options: dict) -> MultiPersonOptions:
+        opts = options_from_dict(cls, options, "mediapipe")
+        problems = []
+        if not (isinstance(opts.max_people, int) and opts.max_people >= 1):
+            problems.append(f"max_people must be an integer >= 1, got {opts.max_people!r}")
+        if not opts.min_person_height_px >= 0:
+            problems.append(f"min_person_height_px must be >= 0, got {opts.min_person_height_px}")
+        if not opts.detect_every_s > 0:
+            problems.append(f"detect_every_s must be > 0, got {opts.detect_every_s}")
+        for name in ("min_detection_confidence", "min_tracking_confidence", "same_person_iou"):
+            if not 0.0 <= getattr(opts, name) <= 1.0:
+                problems.append(f"{name} must be in [0, 1], got {getattr(opts, name)}")
+        if not opts.track_memory_s >= 0:
+            problems.append(f"track_memory_s must be >= 0, got {opts.track_memory_s}")
+        if opts.max_side_px is not None and opts.max_side_px < 64:
+            problems.append(f"max_side_px must be >= 64 or None, got {opts.max_side_px}")
+        if opts.focal_px is not None and not opts.focal_px > 0:
+            problems.append(f"focal_px must be > 0, got {opts.focal_px}")
+        if opts.fov_deg is not None and not 0 < opts.fov_deg < 180:
+            problems.append(f"fov_deg must be in (0, 180), got {opts.fov_deg}")
+        if opts.num_threads < 1 or opts.prefetch_frames < 1:
+            problems.append("num_threads and prefetch_frames must be >= 1")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return opts
+
+
+@dataclass
+class _Person:
+    """One person being followed: the region for the next frame and the frames seen so far."""
+
+    roi: object  # blazepose.Roi
+    frames: list = field(default_factory=list)
+
+
+@dataclass
+class _Observation:
+    """Landmarks of one person in one frame (pixels of the decoded frame)."""
+
+    landmarks: np.ndarray  # (33, 3) x, y px, z
+    visibility: np.ndarray  # (33,)
+    world: np.ndarray  # (33, 3) metres
+    pose_score: float
+    box_xyxy: np.ndarray  # (4,) landmark extent
+
+    @property
+    def height_px(self) -> float:
+        return float(self.box_xyxy[3] - self.box_xyxy[1])
+
+
+def _import_norfair():
+    try:
+        import norfair  # noqa: PLC0415 - imported where used
+    except ImportError as exc:
+        raise MissingDependencyError("the mediapipe backend needs norfair for identities: pip install norfair") from exc
+    return norfair
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two ``x0, y0, x1, y1`` boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _roi_box(roi) -> np.ndarray:
+    corners = roi.corners()
+    return np.concatenate([corners.min(0), corners.max(0)])
+
+
+@register_backend("mediapipe")
+class MultiPersonBackend(PoseBackend):
+    """BlazePose on every person; see the module docstring. Options: :class:`MultiPersonOptions`."""
+
+    needs_video = True
+    cpus_per_worker = 1
+
+    def __init__(self, **options):
+        self.options = MultiPersonOptions.from_dict(options)
+        from pipeline.backends.blazepose import BlazePoseModels
+
+        self._models = BlazePoseModels(num_threads=self.options.num_threads)
+        self._norfair = _import_norfair()
+        import mediapipe
+
+        self.version = f"blazepose-tflite-multi/mediapipe-{mediapipe.__version__}/pose_full"
+        #: seconds inside the models and frames processed in the last video (throughput stats)
+        self.last_inference_s = 0.0
+        self.last_num_frames = 0
+        #: detector and landmark calls in the last video
+        self.last_detector_calls = 0
+        self.last_landmark_calls = 0
+
+    def _new_tracker(self, fps: float):
+        memory_frames = max(1, int(round(self.options.track_memory_s * fps)))
+        return self._norfair.Tracker(distance_function="iou", distance_threshold=1.0 - 0.2,
+                                     hit_counter_max=memory_frames, initialization_delay=0)
+
+    def process(self, item: VideoItem, video_path: str | None) -> PoseResult:
+        if video_path is None:
+            raise ConfigError("the mediapipe backend needs a video file; it got none (was the download skipped?)")
+        o = self.options
+        frames = iter_frames(video_path, start_s=item.start_s, end_s=item.end_s, max_side_px=o.max_side_px,
+                             thread_count=o.thread_count)
+        h_src, w_src = frames.source_hw
+        fps_guess = frames.average_fps if frames.average_fps > 0 else 30.0
+        detect_every = max(1, int(round(o.detect_every_s * fps_guess)))
+        tracker = self._new_tracker(fps_guess)
+        signals = FrameSignalAccumulator()
+        times: list[float] = []
+        first_idx = None
+        people: list[_Person] = []
+        by_id: dict[int, list[tuple[int, _Observation]]] = {}
+        last_detect = -detect_every
+        lost_last_frame = False
+        infer_s = 0.0
+        n_det = n_lm = 0
+        small_hw = None
+        with frames, closing(prefetch(frames, depth=o.prefetch_frames)) as stream:
+            for k, fr in enumerate(stream):
+                if first_idx is None:
+                    first_idx = fr.frame_idx
+                rgb = fr.rgb
+                small_hw = rgb.shape[:2]
+                scale = fr.source_hw[1] / rgb.shape[1] if rgb.shape[1] else 1.0
+                t0 = time.perf_counter()
+                try:
+                    if len(people) < o.max_people and (not people or lost_last_frame
+                                                        or k - last_detect >= detect_every):
+                        last_detect = k
+                        n_det += 1
+                        people.extend(self._new_people(rgb, people))
+                    observations, people, lost_last_frame = self._landmarks(rgb, people, scale)
+                    n_lm += len(observations) + int(lost_last_frame)
+                except Exception as exc:  # the interpreter raises RuntimeError/ValueError
+                    raise BackendError(f"pose failed on frame {fr.frame_idx}: {type(exc).__name__}: {exc}") from exc
+                infer_s += time.perf_counter() - t0
+                times.append(fr.time_s)
+                self._associate(tracker, observations, fr.frame_idx, by_id)
+                boxes = np.array([[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in (ob.box_xyxy for ob in observations)],
+                                 np.float32).reshape(-1, 4)
+                signals.update(rgb, boxes if len(boxes) else None)
+        self.last_inference_s, self.last_num_frames = infer_s, len(times)
+        self.last_detector_calls, self.last_landmark_calls = n_det, n_lm
+
+        lead = frames.leading_times_s
+        n_lead = len(lead) if first_idx is not None else 0
+        frame_time_s = np.concatenate([lead[:n_lead], np.asarray(times, dtype=np.float64)])
+        shot, motion = signals.result()
+        shot_boundary = np.concatenate([np.zeros(n_lead, bool), shot])
+        if len(shot_boundary):
+            shot_boundary[0] = False
+        background_motion = np.concatenate([np.full(n_lead, np.nan, np.float32), motion]).astype(np.float32)
+        focal = default_focal_px(w_src, h_src, o.fov_deg, focal_px=o.focal_px)
+        fps = frames.average_fps
+        if not fps > 0 and len(times) > 1:
+            fps = (len(times) - 1) / (times[-1] - times[0])
+        tracks = []
+        if small_hw is not None:
+            size_small = np.array([small_hw[1], small_hw[0]], np.float32)
+            scale_xy = np.array([w_src, h_src], dtype=np.float32)
+            for new_id, (_, seen) in enumerate(sorted(by_id.items(), key=lambda kv: kv[1][0][0])):
+                idx = np.array([f for f, _ in seen], dtype=np.int64)
+                lm2d = np.stack([np.concatenate([ob.landmarks[:, :2] / size_small, ob.visibility[:, None]], 1)
+                                 for _, ob in seen]).astype(np.float32)
+                world = np.stack([ob.world for _, ob in seen]).astype(np.float32)
+                track = _build_track(idx, frame_time_s, lm2d, world, scale_xy, focal, (h_src, w_src),
+                                     track_id=new_id, det_conf=np.array([ob.pose_score for _, ob in seen]))
+                if track is not None:
+                    tracks.append(track)
+        return PoseResult(
+            tracks=tracks, num_frames=len(frame_time_s), fps=float(fps), image_size_hw=(int(h_src), int(w_src)),
+            focal_px=float(focal), frame_time_s=frame_time_s, shot_boundary=shot_boundary,
+            background_motion=background_motion, backend=self.name, backend_version=self.version,
+            extra={"first_frame_idx": int(first_idx) if first_idx is not None else n_lead, "inference_s": infer_s,
+                   "frames_with_person": len({f for seen in by_id.values() for f, _ in seen}),
+                   "detector_calls": n_det, "landmark_calls": n_lm, "rotation_ccw_deg": frames.rotation_ccw_deg},
+        )
+
+    def _new_people(self, rgb: np.ndarray, people: list[_Person]) -> list[_Person]:
+        """People the detector finds in ``rgb`` that no current region already covers."""
+        from pipeline.backends.blazepose import roi_from_detection
+
+        o = self.options
+        if o.detect_tiles:
+            found = self._models.detect_people_tiled(rgb, min_score=o.min_detection_confidence)
+        else:
+            found = self._models.detect_people(rgb, min_score=o.min_detection_confidence)
+        taken = [_roi_box(p.roi) for p in people]
+        new = []
+        for det in found:
+            roi = roi_from_detection(det, rgb.shape[:2])
+            box = _roi_box(roi)
+            if any(box_iou(box, t) > o.same_person_iou for t in taken):
+                continue
+            taken.append(box)
+            new.append(_Person(roi=roi))
+            if len(people) + len(new) >= o.max_people:
+                break
+        return new
+
+    def _landmarks(self, rgb: np.ndarray, people: list[_Person], scale: float
+                   ) -> tuple[list[_Observation], list[_Person], bool]:
+        """Run the landmark model in every person's region; returns this frame's observations, the people still
+        followed (regions moved to the next frame) and whether anyone was lost."""
+        o = self.options
+        kept: list[tuple[_Person, _Observation]] = []
+        lost = False
+        for person in people:
+            res = self._models.estimate_landmarks(rgb, person.roi, min_pose_score=o.min_tracking_confidence)
+            if res is None:
+                lost = True
+                continue
+            xy = res.landmarks[:, :2]
+            ob = _Observation(landmarks=res.landmarks, visibility=res.visibility, world=res.world,
+                              pose_score=float(res.pose_score),
+                              box_xyxy=np.concatenate([xy.min(0), xy.max(0)]).astype(np.float32))
+            if ob.height_px * scale < o.min_person_height_px:
+                lost = True
+                continue
+            person.roi = res.next_roi
+            kept.append((person, ob))
+        kept.sort(key=lambda po: -po[1].pose_score)
+        unique: list[tuple[_Person, _Observation]] = []
+        for person, ob in kept:  # two regions that converged onto one body: keep the more confident
+            if all(box_iou(ob.box_xyxy, other.box_xyxy) <= o.same_person_iou for _, other in unique):
+                unique.append((person, ob))
+        unique = unique[: o.max_people]
+        return [ob for _, ob in unique], [p for p, _ in unique], lost
+
+    def _associate(self, tracker, observations: list[_Observation], frame_idx: int,
+                   by_id: dict[int, list[tuple[int, _Observation]]]) -> None:
+        """Give this frame's observations their identities (Norfair) and record them under the id."""
+        nf = self._norfair
+        detections = [nf.Detection(points=ob.box_xyxy.reshape(2, 2).astype(np.float64),
+                                   scores=np.full(2, ob.pose_score), data=ob) for ob in observations]
+        for obj in tracker.update(detections=detections):
+            det = obj.last_detection
+            if obj.id is None or det is None or not any(det is d for d in detections):
+                continue  # not seen in this frame (predicted only)
+            by_id.setdefault(int(obj.id), []).append((frame_idx, det.data))
