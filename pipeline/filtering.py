@@ -30,3 +30,39 @@ def lowpass(x: np.ndarray, fps: float, cutoff_hz: float, *, order: int = 4, axis
     sos = butter(order, cutoff_hz, btype="low", fs=fps, output="sos")
     default_padlen = 3 * (2 * len(sos) + 1)
     return sosfiltfilt(sos, y, axis=axis, padlen=min(default_padlen, n - 1))
+
+
+class OneEuroFilter:
+    """Causal adaptive low-pass for a signal seen one sample at a time (Casiez et al., CHI 2012, "1 euro filter").
+
+    Each sample ``x_t`` (an array of any fixed shape) arriving ``dt`` seconds after the previous one is smoothed
+    exponentially, ``y_t = y_{t-1} + a (x_t - y_{t-1})`` with ``a = 1 / (1 + 1 / (2 pi f_c dt))``, where the cutoff
+    grows with the signal's speed: ``f_c = min_cutoff_hz + beta * |dx/dt|`` (``dx/dt`` itself smoothed with the
+    cutoff ``derivative_cutoff_hz``). Slow motion is smoothed hard (no jitter), fast motion barely (little lag).
+    Units: the speed is measured in units of ``value_scale`` (per call; e.g. the object's size, so that one
+    ``beta`` serves people near and far), ``beta`` in 1 / those units.
+    """
+
+    def __init__(self, min_cutoff_hz: float, beta: float, derivative_cutoff_hz: float = 1.0):
+        self.min_cutoff_hz = float(min_cutoff_hz)
+        self.beta = float(beta)
+        self.derivative_cutoff_hz = float(derivative_cutoff_hz)
+        self._y: np.ndarray | None = None
+        self._dy: np.ndarray | None = None
+
+    @staticmethod
+    def _alpha(cutoff_hz, dt_s: float):
+        return 1.0 / (1.0 + 1.0 / (2.0 * np.pi * cutoff_hz * dt_s))
+
+    def __call__(self, x: np.ndarray, dt_s: float, value_scale: float = 1.0) -> np.ndarray:
+        """The smoothed value of sample ``x``, ``dt_s`` seconds after the previous sample (> 0); the speed
+        ``dx/dt`` is divided by ``value_scale`` before it sets the cutoff."""
+        x = np.asarray(x, dtype=np.float64)
+        if self._y is None or not dt_s > 0:
+            self._y, self._dy = x.copy(), np.zeros_like(x)
+            return self._y.copy()
+        dx = (x - self._y) / (dt_s * value_scale)
+        self._dy = self._dy + self._alpha(self.derivative_cutoff_hz, dt_s) * (dx - self._dy)
+        cutoff = self.min_cutoff_hz + self.beta * np.abs(self._dy)
+        self._y = self._y + self._alpha(cutoff, dt_s) * (x - self._y)
+        return self._y.copy()

@@ -26,9 +26,9 @@ Per decoded frame (RGB, upright, downsized to ``max_side_px``):
 Outputs per person are those of the legacy backend (:mod:`pipeline.backends.mediapipe_backend`): 2D landmarks
 in source pixels, metric 3D landmarks (hip-centred, camera-aligned) moved into the camera frame by the root
 translation solved from the 2D keypoints with the focal length of :func:`pipeline.camera.default_focal_px`,
-visibility as joint confidence, the landmark box, and the pose flag as detection confidence. Unlike the legacy
-graph no temporal smoothing filter is applied to the landmarks (smoothing happens in the clip and retargeting
-stages).
+visibility as joint confidence, the landmark box, and the pose flag as detection confidence. Like the legacy
+graph, each person's landmarks go through one-euro filters (``smooth_landmarks``; :data:`LANDMARK_FILTER`,
+:data:`WORLD_FILTER`), and the points placing the next region through :data:`AUX_FILTER`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from ingest.items import VideoItem
 from pipeline.backends.base import PoseBackend, options_from_dict, register_backend
 from pipeline.backends.mediapipe_backend import _build_track
 from pipeline.camera import default_focal_px
+from pipeline.filtering import OneEuroFilter
 from pipeline.frame_signals import FrameSignalAccumulator
 from pipeline.motion import PoseResult
 
@@ -62,6 +63,7 @@ class MultiPersonOptions:
     min_tracking_confidence: the landmark model's pose-flag threshold below which a person is lost (0-1).
     same_person_iou: box overlap above which two detections/regions are one person.
     track_memory_s: how long the tracker keeps a person that is not seen, to give the same id on re-appearance.
+    smooth_landmarks: one-euro filter of each person's landmarks over time, as MediaPipe's own graph does.
     max_side_px: downsize frames so the long side is at most this (None = full resolution).
     focal_px / fov_deg: the source camera (see :func:`pipeline.camera.default_focal_px`).
     num_threads: TFLite interpreter threads; thread_count: decoder threads (0 = one per core);
@@ -76,6 +78,7 @@ class MultiPersonOptions:
     min_tracking_confidence: float = 0.5
     same_person_iou: float = 0.5
     track_memory_s: float = 0.5
+    smooth_landmarks: bool = True
     max_side_px: int | None = 640
     focal_px: float | None = None
     fov_deg: float | None = None
@@ -111,12 +114,24 @@ class MultiPersonOptions:
         return opts
 
 
+#: One-euro filter of the two auxiliary points that place a person's next region: MediaPipe's pose graph smooths
+#: them so in video mode (min cutoff 0.01 Hz, beta 10 per object size, derivative cutoff 1 Hz); without it the
+#: region, and so the landmarks, jitter from frame to frame.
+AUX_FILTER = (0.01, 10.0, 1.0)
+#: One-euro filters of the output landmarks with ``smooth_landmarks`` (MediaPipe's pose graph settings): image
+#: landmarks (min cutoff 0.05 Hz, beta 80 per object size) and world landmarks (0.1 Hz, beta 40 per metre).
+LANDMARK_FILTER = (0.05, 80.0, 1.0)
+WORLD_FILTER = (0.1, 40.0, 1.0)
+
+
 @dataclass
 class _Person:
-    """One person being followed: the region for the next frame and the frames seen so far."""
+    """One person being followed: the region for the next frame and the filter of the points that place it."""
 
     roi: object  # blazepose.Roi
-    frames: list = field(default_factory=list)
+    aux_filter: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(*AUX_FILTER))
+    landmark_filter: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(*LANDMARK_FILTER))
+    world_filter: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(*WORLD_FILTER))
 
 
 @dataclass
@@ -218,7 +233,8 @@ class MultiPersonBackend(PoseBackend):
                         last_detect = k
                         n_det += 1
                         people.extend(self._new_people(rgb, people))
-                    observations, people, lost_last_frame = self._landmarks(rgb, people, scale)
+                    dt_s = fr.time_s - times[-1] if times else 0.0
+                    observations, people, lost_last_frame = self._landmarks(rgb, people, scale, dt_s)
                     n_lm += len(observations) + int(lost_last_frame)
                 except Exception as exc:  # the interpreter raises RuntimeError/ValueError
                     raise BackendError(f"pose failed on frame {fr.frame_idx}: {type(exc).__name__}: {exc}") from exc
@@ -287,10 +303,13 @@ class MultiPersonBackend(PoseBackend):
                 break
         return new
 
-    def _landmarks(self, rgb: np.ndarray, people: list[_Person], scale: float
+    def _landmarks(self, rgb: np.ndarray, people: list[_Person], scale: float, dt_s: float
                    ) -> tuple[list[_Observation], list[_Person], bool]:
         """Run the landmark model in every person's region; returns this frame's observations, the people still
-        followed (regions moved to the next frame) and whether anyone was lost."""
+        followed (regions moved to the next frame, ``dt_s`` after the previous one) and whether anyone was
+        lost."""
+        from pipeline.backends.blazepose import roi_from_landmarks
+
         o = self.options
         kept: list[tuple[_Person, _Observation]] = []
         lost = False
@@ -306,7 +325,12 @@ class MultiPersonBackend(PoseBackend):
             if ob.height_px * scale < o.min_person_height_px:
                 lost = True
                 continue
-            person.roi = res.next_roi
+            size_px = max(1.0, 0.5 * float(ob.box_xyxy[2] - ob.box_xyxy[0] + ob.box_xyxy[3] - ob.box_xyxy[1]))
+            person.roi = roi_from_landmarks(person.aux_filter(res.aux, dt_s, value_scale=size_px))
+            if o.smooth_landmarks:
+                ob.landmarks = ob.landmarks.copy()
+                ob.landmarks[:, :2] = person.landmark_filter(ob.landmarks[:, :2], dt_s, value_scale=size_px)
+                ob.world = person.world_filter(ob.world, dt_s).astype(np.float32)
             kept.append((person, ob))
         kept.sort(key=lambda po: -po[1].pose_score)
         unique: list[tuple[_Person, _Observation]] = []
