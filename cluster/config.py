@@ -16,6 +16,7 @@ from ingest.errors import ConfigError
 from pipeline.clips import ClipConfig
 from pipeline.identity import IdentityGuardConfig
 from pipeline.retarget import KeyPoint, RetargetConfig, RobotPoint
+from pipeline.trajectory import TrajectoryConfig
 from pipeline.world import WorldConfig
 
 #: Version of what a video's results are (rows and motion files), part of the configuration hash. It is not the
@@ -64,7 +65,8 @@ class RunConfig:
             clip_d = dict(d.pop("clip", {}))
             world = WorldConfig(**clip_d.pop("world", {}))
             identity = IdentityGuardConfig(**clip_d.pop("identity", {}))
-            clip = ClipConfig(world=world, identity=identity, **clip_d)
+            trajectory = TrajectoryConfig(**clip_d.pop("trajectory", {}))
+            clip = ClipConfig(world=world, identity=identity, trajectory=trajectory, **clip_d)
             retarget = _retarget_config_from_dict(d.pop("retarget", {}))
             download = DownloadConfig(**d.pop("download", {}))
             return cls(clip=clip, retarget=retarget, download=download, **d)

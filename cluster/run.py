@@ -137,8 +137,10 @@ def prepare_run_folder(layout: RunLayout, config: RunConfig) -> None:
     from pipeline.process import RETARGET_COLUMNS
     from pipeline.quality import METRIC_NAMES
     from pipeline.robot_metrics import ROBOT_METRIC_NAMES
+    from pipeline.trajectory import TRAJECTORY_METRIC_NAMES
 
-    write_schema_fragments(layout, [*METRIC_NAMES, *ROBOT_METRIC_NAMES, *RETARGET_COLUMNS])
+    write_schema_fragments(layout, [*METRIC_NAMES, *TRAJECTORY_METRIC_NAMES, *ROBOT_METRIC_NAMES,
+                                    *RETARGET_COLUMNS])
     db.write_views(layout)
 
 

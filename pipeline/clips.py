@@ -34,6 +34,7 @@ from ingest.errors import BackendError, ConfigError, LowConfidence, TooShort
 from pipeline.identity import IdentityGuardConfig
 from pipeline.motion import HumanClip, HumanTrack, PoseResult, SMPLParams
 from pipeline.quality import clip_metrics
+from pipeline.trajectory import TrajectoryConfig, recover_trajectory
 from pipeline.world import WorldConfig, align_to_world, median_background_motion, static_camera_score
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
@@ -48,6 +49,7 @@ class ClipConfig:
     min_joint_conf: frames whose mean joint confidence is below this are low-confidence.
     low_conf_min_s: a low-confidence run at least this long is cut out (shorter ones are kept).
     world: settings of :func:`pipeline.world.align_to_world`.
+    trajectory: settings of the root trajectory under a moving camera (:mod:`pipeline.trajectory`).
     identity: bounds of the identity-jump guard (:mod:`pipeline.identity`), applied to every track first.
     floating_height_m: a frame floats when its lowest foot point is higher than this.
     static_camera_half_motion: background motion scored 0.5 by :func:`pipeline.world.static_camera_score`.
@@ -59,6 +61,7 @@ class ClipConfig:
     min_joint_conf: float = 0.5
     low_conf_min_s: float = 0.2
     world: WorldConfig = field(default_factory=WorldConfig)
+    trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     identity: IdentityGuardConfig = field(default_factory=IdentityGuardConfig)
     floating_height_m: float = 0.05
     static_camera_half_motion: float = 0.004
@@ -69,6 +72,11 @@ class ClipConfig:
                 object.__setattr__(self, "world", WorldConfig(**self.world))
             except TypeError as exc:
                 raise ConfigError(f"invalid world alignment settings: {exc}") from None
+        if isinstance(self.trajectory, dict):
+            try:
+                object.__setattr__(self, "trajectory", TrajectoryConfig(**self.trajectory))
+            except TypeError as exc:
+                raise ConfigError(f"invalid trajectory settings: {exc}") from None
         if isinstance(self.identity, dict):
             try:
                 object.__setattr__(self, "identity", IdentityGuardConfig(**self.identity))
@@ -178,7 +186,8 @@ def build_clips(result: PoseResult, video_id: str, config: ClipConfig | None = N
     """Every clip (usable and filtered) of every track of ``result``, world-aligned, with metrics.
 
     Tracks are taken in ``track_id`` order and segments in frame order; the same input gives identical output.
-    Each clip's ``metrics`` has the keys :data:`pipeline.quality.METRIC_NAMES`.
+    Each clip's ``metrics`` has the keys :data:`pipeline.quality.METRIC_NAMES` then
+    :data:`pipeline.trajectory.TRAJECTORY_METRIC_NAMES`.
     """
     cfg = config or ClipConfig()
     people = np.zeros(max(result.num_frames, 1), dtype=np.int64)
@@ -269,6 +278,14 @@ def _nearest_rows(x_obs: np.ndarray, x_grid: np.ndarray) -> np.ndarray:
     return np.where(take_prev, prev, j)
 
 
+def _clip_rotations(R_cam0_from_cam: np.ndarray | None, grid: np.ndarray) -> np.ndarray | None:
+    """(T, 3, 3) camera orientations of a clip's frames relative to its first frame, or None when unknown."""
+    if R_cam0_from_cam is None or len(R_cam0_from_cam) <= grid[-1]:
+        return None
+    r = np.asarray(R_cam0_from_cam, dtype=np.float64)[grid]
+    return np.einsum("ba,tbc->tac", r[0], r)
+
+
 def _build_clip(
     result: PoseResult,
     track: HumanTrack,
@@ -302,7 +319,12 @@ def _build_clip(
         obs_time_s = np.asarray(track.time_s[sl], dtype=np.float64)
         time_s = _interp_rows(fi.astype(np.float64), obs_time_s, grid.astype(np.float64))
 
-    aligned = align_to_world(joints_cam, conf, fps, cfg.world, track.joint_names)
+    rotations = _clip_rotations(result.R_cam0_from_cam, grid)
+    translating = None
+    if result.camera_translating is not None and len(result.camera_translating) > grid[-1]:
+        translating = np.asarray(result.camera_translating, dtype=bool)[grid]
+    trajectory = recover_trajectory(joints_cam, conf, fps, track.joint_names, rotations, translating, cfg.trajectory)
+    aligned = align_to_world(trajectory.joints_m, conf, fps, cfg.world, track.joint_names)
 
     obs_rows = np.flatnonzero(usable) + seg.start
     in_video = grid[grid < len(people_per_frame)]
@@ -328,6 +350,8 @@ def _build_clip(
         joint_names=track.joint_names,
         floating_height_m=cfg.floating_height_m,
     )
+
+    metrics.update(trajectory.metrics(aligned.up_cam, rotations))
 
     smpl = None
     if track.smpl is not None:

@@ -103,6 +103,9 @@ class PoseResult:
     background_motion: (N,) float32, mean absolute change of the image outside person boxes between a frame and
         the one before it, on a 0-1 intensity scale (0 for frame 0), or None when frames were not seen.
     backend: registry name of the backend; backend_version: its version string.
+    R_cam0_from_cam: (N, 3, 3) orientation of each frame's camera relative to frame 0's, from the background
+        (:mod:`pipeline.camera_motion`), or None when unknown (a static camera is assumed).
+    camera_translating: (N,) bool, True where the background shows the camera centre moving (parallax), or None.
     """
 
     tracks: list[HumanTrack]
@@ -116,6 +119,8 @@ class PoseResult:
     backend: str
     backend_version: str
     extra: dict = field(default_factory=dict)
+    R_cam0_from_cam: np.ndarray | None = None
+    camera_translating: np.ndarray | None = None
 
 
 @dataclass

@@ -220,7 +220,7 @@ def align_to_world(
     lowest = np.where(foot_ok, foot @ up, np.inf).min(axis=1)
     lowest = lowest[np.isfinite(lowest)]
     if lowest.size:
-        ground = _densest_band_level(lowest, cfg.ground_band_m)
+        ground = densest_band_level(lowest, cfg.ground_band_m)
     else:  # no usable feet: the lowest confident joint stands in for the ground
         all_h = x[ok] @ up if ok.any() else x.reshape(-1, 3) @ up
         ground = float(np.min(all_h))
@@ -389,7 +389,7 @@ def _ransac_plane_inliers(points: np.ndarray, cfg: WorldConfig) -> np.ndarray:
     return np.abs((points - a[best]) @ normals[best]) <= cfg.ransac_inlier_m
 
 
-def _densest_band_level(heights: np.ndarray, band_m: float) -> float:
+def densest_band_level(heights: np.ndarray, band_m: float) -> float:
     """Median of the values inside the densest window of width ``band_m`` (lowest window on ties)."""
     h = np.sort(np.asarray(heights, dtype=np.float64))
     ends = np.searchsorted(h, h + band_m, side="right")

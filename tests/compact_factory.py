@@ -26,8 +26,9 @@ def metric_names() -> list[str]:
     from pipeline.process import RETARGET_COLUMNS
     from pipeline.quality import METRIC_NAMES
     from pipeline.robot_metrics import ROBOT_METRIC_NAMES
+    from pipeline.trajectory import TRAJECTORY_METRIC_NAMES
 
-    return [*METRIC_NAMES, *ROBOT_METRIC_NAMES, *RETARGET_COLUMNS]
+    return [*METRIC_NAMES, *TRAJECTORY_METRIC_NAMES, *ROBOT_METRIC_NAMES, *RETARGET_COLUMNS]
 
 
 def video_id(i: int) -> str:

@@ -13,6 +13,7 @@ from ingest.errors import ConfigError
 from pipeline.clips import ClipConfig, Segment, build_clips, make_clip_id, segment_track
 from pipeline.motion import SMPLParams
 from pipeline.quality import METRIC_NAMES
+from pipeline.trajectory import TRAJECTORY_METRIC_NAMES
 from pipeline.skeleton import FOOT_JOINTS, joint_index
 from pipeline.world import WorldConfig
 
@@ -161,7 +162,7 @@ def test_build_clips_aligns_fills_gaps_and_measures():
     assert np.abs(planted[:, 2]).max() < 0.01
     np.testing.assert_allclose(clip.joints_world_m[0, joint_index("pelvis")[0], :2], [0, 0], atol=1e-5)
     m = clip.metrics
-    assert tuple(m) == METRIC_NAMES and all(isinstance(v, float) for v in m.values())
+    assert tuple(m) == METRIC_NAMES + TRAJECTORY_METRIC_NAMES and all(isinstance(v, float) for v in m.values())
     assert m["tracked_frac"] == pytest.approx(296 / 300)
     assert m["longest_gap_s"] == pytest.approx(4 / FPS)
     assert m["duration_s"] == pytest.approx(10.0) and m["num_frames"] == 300
