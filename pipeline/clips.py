@@ -351,7 +351,7 @@ def _build_clip(
         floating_height_m=cfg.floating_height_m,
     )
 
-    metrics.update(trajectory.metrics(aligned.up_cam, rotations))
+    metrics.update(trajectory.metrics(aligned.up_cam, fps, rotations))
 
     smpl = None
     if track.smpl is not None:

@@ -27,10 +27,10 @@ Model and equations (all vectors in cam0 axes, metres, ``dt = 1 / fps``):
    no odometry. Vertical motion always comes from ``c_t``.
 5. **Fusion.** Per frame pair the root's horizontal step is ``w_t (c_{t+1} - c_t) + (1 - w_t) o_t`` with ``o_t``
    the odometry step, ``w_t = 1`` where the camera stands still and 0 where it moves (``camera_moving``), and
-   ``w_t = 1`` wherever odometry is missing. Where the camera is judged still but the two disagree over a
-   window (``agree_window_s``: displacements differing by more than ``max(agree_min_m, agree_frac *
-   |odometry|)``), the camera is taken to move there (it translates with the person without enough background
-   parallax to show it).
+   ``w_t = 1`` wherever odometry is missing. Where the camera is judged still but sees the person travel much
+   less than the feet say over a window (``agree_window_s``: displacements differing by more than
+   ``max(agree_min_m, agree_frac * |odometry|)``, the camera's the shorter), the camera is taken to travel with
+   the person there (without enough background parallax to show it).
 
 What it cannot recover: a person carried by something (escalator, vehicle, skates: planted feet move), long
 stretches without a foot on the ground (swimming, lying, sitting on a chair is fine only with a static camera),
@@ -51,6 +51,10 @@ from pipeline.world import densest_band_level
 
 #: How the root trajectory was found, in order (``trajectory_method_id`` in the catalog).
 TRAJECTORY_METHODS: tuple[str, ...] = ("camera", "odometry", "mixed")
+
+#: Cutoff (Hz) of the low-pass applied to the root before its path length is measured: walking and running
+#: paths change direction far more slowly, while per-frame depth noise would add length.
+PATH_SMOOTHING_HZ = 1.0
 
 #: Clip columns of :meth:`Trajectory.metrics`.
 TRAJECTORY_METRIC_NAMES: tuple[str, ...] = (
@@ -115,11 +119,12 @@ class Trajectory:
     def method_id(self) -> int:
         return TRAJECTORY_METHODS.index(self.method)
 
-    def metrics(self, up: np.ndarray, R_cam0_from_cam: np.ndarray | None) -> dict[str, float]:
+    def metrics(self, up: np.ndarray, fps: float, R_cam0_from_cam: np.ndarray | None) -> dict[str, float]:
         """The clip columns :data:`TRAJECTORY_METRIC_NAMES`: method id, recovered (1/0), the shares of steps
-        with a moving camera and with odometry, the root's horizontal path length (m, ``up`` in cam0) and the
-        camera's total rotation over the clip (degrees; NaN when unknown)."""
-        steps = np.diff(self.root_m, axis=0)
+        with a moving camera and with odometry, the root's horizontal path length (m, ``up`` in cam0, measured
+        on the root low-passed at :data:`PATH_SMOOTHING_HZ`) and the camera's total rotation over the clip
+        (degrees; NaN when unknown)."""
+        steps = np.diff(lowpass(self.root_m, fps, PATH_SMOOTHING_HZ), axis=0)  # depth noise would add length
         horizontal = steps - np.outer(steps @ up, up)
         rotation = np.nan
         if R_cam0_from_cam is not None and len(R_cam0_from_cam) > 1:
@@ -276,7 +281,9 @@ def _odometry_steps(rel_feet: np.ndarray, candidates: np.ndarray, heights: np.nd
 
 def _disagree(cam_step: np.ndarray, odo_step: np.ndarray, odo_ok: np.ndarray, up: np.ndarray, fps: float,
               cfg: TrajectoryConfig) -> np.ndarray:
-    """(T-1,) bool: steps inside a window where the camera-frame root and odometry disagree horizontally."""
+    """(T-1,) bool: steps inside a window where the camera sees the person travel much less than their feet do,
+    the signature of a camera travelling with the person: over ``agree_window_s``, the horizontal displacements
+    differ by more than ``max(agree_min_m, agree_frac * |odometry|)`` and the camera's is the shorter one."""
     m = len(cam_step)
     out = np.zeros(m, dtype=bool)
     if m == 0 or not odo_ok.any():
@@ -290,7 +297,9 @@ def _disagree(cam_step: np.ndarray, odo_step: np.ndarray, odo_ok: np.ndarray, up
         if odo_ok[a:b].mean() < 0.8:
             continue
         d_cam, d_odo = cam_h[a:b].sum(axis=0), odo_h[a:b].sum(axis=0)
-        if np.linalg.norm(d_cam - d_odo) > max(cfg.agree_min_m, cfg.agree_frac * np.linalg.norm(d_odo)):
+        gap = np.linalg.norm(d_cam - d_odo)
+        if gap > max(cfg.agree_min_m, cfg.agree_frac * np.linalg.norm(d_odo)) and \
+                np.linalg.norm(d_cam) < np.linalg.norm(d_odo):
             out[a:b] = True
     return out
 

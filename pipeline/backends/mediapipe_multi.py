@@ -19,7 +19,7 @@ Per decoded frame (RGB, upright, downsized to ``max_side_px``):
 3. **Size floor.** A person whose landmarks span less than ``min_person_height_px`` pixels (at the source
    resolution, top of the head to the lowest foot point) is not kept: too small for usable 3D.
 4. **Identities** come from a maintained multi-object tracker, Norfair (Kalman filter on the landmark box,
-   matched by IoU each frame). A person who leaves and re-enters gets a **new** track, unless they re-appear
+   matched each frame by :func:`_box_distance`: box overlap, or centre distance in body heights). A person who leaves and re-enters gets a **new** track, unless they re-appear
    within ``track_memory_s`` near the place the tracker predicts (then the same id). The identity-jump guard
    (:mod:`pipeline.identity`) still checks every track afterwards.
 
@@ -89,18 +89,43 @@ class MultiPersonOptions:
     @classmethod
     def from_dict(cls, options: dict) -> MultiPersonOptions:
         opts = options_from_dict(cls, options, "mediapipe")
+        # Types first: a value of the wrong type (e.g. a string from --backend-option) would make the range
+        # checks below raise TypeError instead of naming the option.
+        def is_num(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
         problems = []
-        if not (isinstance(opts.max_people, int) and opts.max_people >= 1):
+        for name in ("min_person_height_px", "detect_every_s", "min_detection_confidence", "min_tracking_confidence",
+                     "same_person_iou", "track_memory_s"):
+            if not is_num(getattr(opts, name)):
+                problems.append(f"{name} must be a number, got {getattr(opts, name)!r}")
+        for name in ("focal_px", "fov_deg"):
+            if getattr(opts, name) is not None and not is_num(getattr(opts, name)):
+                problems.append(f"{name} must be a number or None, got {getattr(opts, name)!r}")
+        for name in ("num_threads", "thread_count", "prefetch_frames"):
+            if not is_int(getattr(opts, name)):
+                problems.append(f"{name} must be an integer, got {getattr(opts, name)!r}")
+        if opts.max_side_px is not None and not is_int(opts.max_side_px):
+            problems.append(f"max_side_px must be an integer or None, got {opts.max_side_px!r}")
+        for name in ("detect_tiles", "smooth_landmarks"):
+            if not isinstance(getattr(opts, name), bool):
+                problems.append(f"{name} must be true or false, got {getattr(opts, name)!r}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        if not (is_int(opts.max_people) and opts.max_people >= 1):
             problems.append(f"max_people must be an integer >= 1, got {opts.max_people!r}")
         if not opts.min_person_height_px >= 0:
             problems.append(f"min_person_height_px must be >= 0, got {opts.min_person_height_px}")
-        if not opts.detect_every_s > 0:
-            problems.append(f"detect_every_s must be > 0, got {opts.detect_every_s}")
+        if not 0 < opts.detect_every_s < float("inf"):
+            problems.append(f"detect_every_s must be > 0 and finite, got {opts.detect_every_s}")
         for name in ("min_detection_confidence", "min_tracking_confidence", "same_person_iou"):
             if not 0.0 <= getattr(opts, name) <= 1.0:
                 problems.append(f"{name} must be in [0, 1], got {getattr(opts, name)}")
-        if not opts.track_memory_s >= 0:
-            problems.append(f"track_memory_s must be >= 0, got {opts.track_memory_s}")
+        if not 0 <= opts.track_memory_s < float("inf"):
+            problems.append(f"track_memory_s must be >= 0 and finite, got {opts.track_memory_s}")
         if opts.max_side_px is not None and opts.max_side_px < 64:
             problems.append(f"max_side_px must be >= 64 or None, got {opts.max_side_px}")
         if opts.focal_px is not None and not opts.focal_px > 0:
@@ -109,6 +134,8 @@ class MultiPersonOptions:
             problems.append(f"fov_deg must be in (0, 180), got {opts.fov_deg}")
         if opts.num_threads < 1 or opts.prefetch_frames < 1:
             problems.append("num_threads and prefetch_frames must be >= 1")
+        if opts.thread_count < 0:
+            problems.append(f"thread_count must be >= 0 (0 = one per core), got {opts.thread_count}")
         if problems:
             raise ConfigError("; ".join(problems))
         return opts
@@ -166,6 +193,21 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+#: Largest :func:`_box_distance` at which the tracker matches a person to a track.
+MATCH_DISTANCE = 0.6
+
+
+def _box_distance(detection, tracked_object) -> float:
+    """Distance between a person's landmark box and a track's predicted box (Norfair's distance function):
+    ``min(1 - IoU, |centre difference| / height)``, the height being the larger of the two boxes'. The centre
+    term keeps a person whose box changed shape (an arm raised, legs hidden behind a table) on their track."""
+    a = np.asarray(detection.points, dtype=np.float64).ravel()
+    b = np.asarray(tracked_object.estimate, dtype=np.float64).ravel()
+    height = max(a[3] - a[1], b[3] - b[1], 1e-6)
+    centre = np.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2)
+    return float(min(1.0 - box_iou(a, b), centre / height))
+
+
 def _roi_box(roi) -> np.ndarray:
     corners = roi.corners()
     return np.concatenate([corners.min(0), corners.max(0)])
@@ -195,9 +237,17 @@ class MultiPersonBackend(PoseBackend):
         self.last_landmark_calls = 0
 
     def _new_tracker(self, fps: float):
+        import logging
+
         memory_frames = max(1, int(round(self.options.track_memory_s * fps)))
-        return self._norfair.Tracker(distance_function="iou", distance_threshold=1.0 - 0.2,
-                                     hit_counter_max=memory_frames, initialization_delay=0)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # Norfair logs a speed hint for every Python distance function; a few boxes
+        try:  # per frame cost nothing
+            return self._norfair.Tracker(distance_function=_box_distance, distance_threshold=MATCH_DISTANCE,
+                                         hit_counter_max=memory_frames, initialization_delay=0)
+        finally:
+            root.setLevel(level)
 
     def process(self, item: VideoItem, video_path: str | None) -> PoseResult:
         if video_path is None:
