@@ -52,7 +52,9 @@ class ClipConfig:
     trajectory: settings of the root trajectory under a moving camera (:mod:`pipeline.trajectory`).
     identity: bounds of the identity-jump guard (:mod:`pipeline.identity`), applied to every track first.
     floating_height_m: a frame floats when its lowest foot point is higher than this.
-    static_camera_half_motion: background motion scored 0.5 by :func:`pipeline.world.static_camera_score`.
+    static_camera_half_motion: background motion scored 0.5 by :func:`pipeline.world.static_camera_score` (backends
+        without camera motion); static_camera_min_score: a clip whose camera scores at least this is on a tripod
+        (:meth:`pipeline.camera_motion.CameraMotion.static_camera_score`).
     """
 
     min_clip_s: float = 2.0
@@ -65,6 +67,7 @@ class ClipConfig:
     identity: IdentityGuardConfig = field(default_factory=IdentityGuardConfig)
     floating_height_m: float = 0.05
     static_camera_half_motion: float = 0.004
+    static_camera_min_score: float = 0.9
 
     def __post_init__(self) -> None:
         if isinstance(self.world, dict):  # loaded from JSON (``dataclasses.asdict`` round trip)
@@ -278,14 +281,6 @@ def _nearest_rows(x_obs: np.ndarray, x_grid: np.ndarray) -> np.ndarray:
     return np.where(take_prev, prev, j)
 
 
-def _clip_rotations(R_cam0_from_cam: np.ndarray | None, grid: np.ndarray) -> np.ndarray | None:
-    """(T, 3, 3) camera orientations of a clip's frames relative to its first frame, or None when unknown."""
-    if R_cam0_from_cam is None or len(R_cam0_from_cam) <= grid[-1]:
-        return None
-    r = np.asarray(R_cam0_from_cam, dtype=np.float64)[grid]
-    return np.einsum("ba,tbc->tac", r[0], r)
-
-
 def _build_clip(
     result: PoseResult,
     track: HumanTrack,
@@ -319,11 +314,12 @@ def _build_clip(
         obs_time_s = np.asarray(track.time_s[sl], dtype=np.float64)
         time_s = _interp_rows(fi.astype(np.float64), obs_time_s, grid.astype(np.float64))
 
-    rotations = _clip_rotations(result.R_cam0_from_cam, grid)
-    translating = None
-    if result.camera_translating is not None and len(result.camera_translating) > grid[-1]:
-        translating = np.asarray(result.camera_translating, dtype=bool)[grid]
-    trajectory = recover_trajectory(joints_cam, conf, fps, track.joint_names, rotations, translating, cfg.trajectory)
+    camera = result.camera_window(int(grid[0]), int(grid[-1]))
+    rotations = None if camera is None else camera.R_cam0_from_cam
+    translating = None if camera is None else camera.translating()
+    camera_score = math.nan if camera is None else camera.static_camera_score()
+    trajectory = recover_trajectory(joints_cam, conf, fps, track.joint_names, rotations, translating, cfg.trajectory,
+                                    camera_static=camera_score >= cfg.static_camera_min_score)
     aligned = align_to_world(trajectory.joints_m, conf, fps, cfg.world, track.joint_names)
 
     obs_rows = np.flatnonzero(usable) + seg.start
@@ -338,9 +334,9 @@ def _build_clip(
         bbox_xywh_px=None if track.bbox_xywh_px is None else track.bbox_xywh_px[obs_rows],
         keypoints_px=None if track.keypoints_px is None else track.keypoints_px[obs_rows],
         image_size_hw=result.image_size_hw,
-        static_camera_score=static_camera_score(
-            result.background_motion, grid, half_motion=cfg.static_camera_half_motion
-        ),
+        static_camera_score=static_camera_score(result.background_motion, grid,
+                                                half_motion=cfg.static_camera_half_motion)
+        if camera is None else camera_score,
         background_motion_median=median_background_motion(result.background_motion, grid),
         people_in_frame_max=float(people_per_frame[in_video].max()) if in_video.size else math.nan,
         world_up_method_id=float(aligned.up_method_id),

@@ -103,9 +103,9 @@ class PoseResult:
     background_motion: (N,) float32, mean absolute change of the image outside person boxes between a frame and
         the one before it, on a 0-1 intensity scale (0 for frame 0), or None when frames were not seen.
     backend: registry name of the backend; backend_version: its version string.
-    R_cam0_from_cam: (N, 3, 3) orientation of each frame's camera relative to frame 0's, from the background
-        (:mod:`pipeline.camera_motion`), or None when unknown (a static camera is assumed).
-    camera_translating: (N,) bool, True where the background shows the camera centre moving (parallax), or None.
+    camera_motion: the camera's motion from the background (:class:`pipeline.camera_motion.CameraMotion`) over
+        the last ``camera_motion.num_frames`` frames (frames skipped before a range start have none), or None
+        when the backend saw no frames (a static camera is then assumed).
     """
 
     tracks: list[HumanTrack]
@@ -119,8 +119,18 @@ class PoseResult:
     backend: str
     backend_version: str
     extra: dict = field(default_factory=dict)
-    R_cam0_from_cam: np.ndarray | None = None
-    camera_translating: np.ndarray | None = None
+    camera_motion: object | None = None  # pipeline.camera_motion.CameraMotion (not imported: keeps this light)
+
+    def camera_window(self, first_frame: int, last_frame: int):
+        """The camera motion over frames ``[first_frame, last_frame]`` (orientations relative to the first), or
+        None when unknown for any of them."""
+        cm = self.camera_motion
+        if cm is None:
+            return None
+        offset = self.num_frames - cm.num_frames
+        if first_frame < offset or last_frame - offset >= cm.num_frames:
+            return None
+        return cm.window(first_frame - offset, last_frame - offset + 1)
 
 
 @dataclass

@@ -47,6 +47,7 @@ from ingest.errors import BackendError, ConfigError, MissingDependencyError
 from ingest.items import VideoItem
 from pipeline.backends.base import PoseBackend, options_from_dict, register_backend
 from pipeline.camera import default_focal_px, principal_point_px, solve_root_translation_batch
+from pipeline.camera_motion import CameraMotionAccumulator
 from pipeline.frame_signals import FrameSignalAccumulator
 from pipeline.motion import HumanTrack, PoseResult
 from pipeline.skeleton import BODY_JOINTS, averaging_matrix
@@ -213,6 +214,7 @@ class MediaPipeBackend(PoseBackend):
         h_src, w_src = frames.source_hw
         scale_xy = np.array([w_src, h_src], dtype=np.float32)
         signals = FrameSignalAccumulator()
+        camera = CameraMotionAccumulator(fps=frames.average_fps if frames.average_fps > 0 else None)
         times: list[float] = []
         first_idx = None
         obs_idx: list[int] = []
@@ -243,6 +245,7 @@ class MediaPipeBackend(PoseBackend):
                     size_xy = np.array([rgb.shape[1], rgb.shape[0]], np.float32)
                     box_small = _landmark_box(lm[:, :2] * size_xy, rgb.shape)
                 signals.update(rgb, None if box_small is None else box_small[None])
+                camera.update(rgb, None if box_small is None else box_small[None], time_s=fr.time_s)
         self.last_inference_s = infer_s
         self.last_num_frames = len(times)
 
@@ -276,6 +279,7 @@ class MediaPipeBackend(PoseBackend):
             background_motion=background_motion,
             backend=self.name,
             backend_version=self.version,
+            camera_motion=camera.result() if camera.num_frames else None,
             extra={
                 "first_frame_idx": int(first_idx) if first_idx is not None else n_lead,
                 "inference_s": infer_s,
