@@ -67,7 +67,8 @@ TRAJECTORY_METRIC_NAMES: tuple[str, ...] = (
 class TrajectoryConfig:
     """Settings of :func:`recover_trajectory` (metres, seconds).
 
-    contact_height_m: a foot point this close to the ground may be in stance.
+    contact_height_m: a foot point this close to the ground may be in stance (generous: the vertical root comes
+        from a camera that may bob, and monocular depth leaks into it).
     stance_band_m: stance points lie within this of their frame's lowest foot point.
     max_stance_speed_m_s: a planted point moves slower than this in the world (noise allowance).
     max_flight_s: longest gap between stance phases bridged as a ballistic flight.
@@ -79,7 +80,7 @@ class TrajectoryConfig:
         recovered.
     """
 
-    contact_height_m: float = 0.06
+    contact_height_m: float = 0.10
     stance_band_m: float = 0.05
     max_stance_speed_m_s: float = 0.5
     max_flight_s: float = 0.6
@@ -144,6 +145,7 @@ def recover_trajectory(
     R_cam0_from_cam: np.ndarray | None = None,
     camera_moving: np.ndarray | None = None,
     config: TrajectoryConfig | None = None,
+    camera_static: bool = False,
 ) -> Trajectory:
     """Joints of a clip in the frame of its first camera, with the root trajectory of the module docstring.
 
@@ -151,6 +153,8 @@ def recover_trajectory(
     R_cam0_from_cam: (T, 3, 3) camera orientation relative to the clip's first frame, or None (no rotation).
     camera_moving: (T,) bool, True where the background shows the camera centre moving, or None (unknown:
         still unless the agreement test says otherwise).
+    camera_static: the background shows a tripod over the whole clip: the camera-frame root is trusted and the
+        agreement test is not run (small, noisy people would otherwise read as a following camera).
     """
     cfg = config or TrajectoryConfig()
     x = np.asarray(joints_cam_m, dtype=np.float64)
@@ -176,7 +180,8 @@ def recover_trajectory(
     moving = np.zeros(max(n - 1, 0), dtype=bool)
     if camera_moving is not None:
         moving |= np.asarray(camera_moving, dtype=bool)[1:]
-    moving |= _disagree(cam_step, odo_step, odo_ok, up, fps, cfg)
+    if not camera_static:
+        moving |= _disagree(cam_step, odo_step, odo_ok, up, fps, cfg)
     w = np.where(odo_ok & moving, 0.0, 1.0)
 
     vertical = np.outer(up, up)
