@@ -6,8 +6,10 @@ frame; this backend runs the same models per person.
 
 Per decoded frame (RGB, upright, downsized to ``max_side_px``):
 
-1. **Detection, amortised.** The detector runs on the first frame, every ``detect_every_s`` seconds, and on the
-   frame after a person was lost; never while ``max_people`` people are tracked. It looks at the whole frame and
+1. **Detection, amortised.** The detector runs on the first frame and every ``detect_every_s`` seconds; after a
+   person is lost, on the next frame and then every :data:`REDETECT_EVERY` frames for ``track_memory_s`` (so
+   that a person hidden for a moment is found again while the tracker still holds their id); never while
+   ``max_people`` people are tracked. It looks at the whole frame and
    at overlapping square tiles (:meth:`BlazePoseModels.detect_people_tiled`), so that small people far away are
    found too. A detection whose region overlaps a person already tracked (IoU of the regions' bounding boxes
    above ``same_person_iou``) is that person, not a new one.
@@ -45,6 +47,7 @@ from ingest.items import VideoItem
 from pipeline.backends.base import PoseBackend, options_from_dict, register_backend
 from pipeline.backends.mediapipe_backend import _build_track
 from pipeline.camera import default_focal_px
+from pipeline.camera_motion import CameraMotionAccumulator
 from pipeline.filtering import OneEuroFilter
 from pipeline.frame_signals import FrameSignalAccumulator
 from pipeline.motion import PoseResult
@@ -193,6 +196,10 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+#: Frames between detector runs after a person was lost, while the tracker still remembers them (so that a
+#: person hidden for a moment comes back under the same id).
+REDETECT_EVERY = 3
+
 #: Largest :func:`_box_distance` at which the tracker matches a person to a track.
 MATCH_DISTANCE = 0.6
 
@@ -260,12 +267,14 @@ class MultiPersonBackend(PoseBackend):
         detect_every = max(1, int(round(o.detect_every_s * fps_guess)))
         tracker = self._new_tracker(fps_guess)
         signals = FrameSignalAccumulator()
+        camera = CameraMotionAccumulator(fps=fps_guess)
         times: list[float] = []
         first_idx = None
         people: list[_Person] = []
         by_id: dict[int, list[tuple[int, _Observation]]] = {}
         last_detect = -detect_every
-        lost_last_frame = False
+        memory_frames = max(1, int(round(o.track_memory_s * fps_guess)))
+        redetect_until = -1  # after a loss, the detector looks every REDETECT_EVERY frames until then
         infer_s = 0.0
         n_det = n_lm = 0
         small_hw = None
@@ -278,14 +287,17 @@ class MultiPersonBackend(PoseBackend):
                 scale = fr.source_hw[1] / rgb.shape[1] if rgb.shape[1] else 1.0
                 t0 = time.perf_counter()
                 try:
-                    if len(people) < o.max_people and (not people or lost_last_frame
-                                                        or k - last_detect >= detect_every):
+                    due = k - last_detect >= (REDETECT_EVERY if k <= redetect_until else detect_every)
+                    if len(people) < o.max_people and due:
                         last_detect = k
                         n_det += 1
                         people.extend(self._new_people(rgb, people))
                     dt_s = fr.time_s - times[-1] if times else 0.0
-                    observations, people, lost_last_frame = self._landmarks(rgb, people, scale, dt_s)
-                    n_lm += len(observations) + int(lost_last_frame)
+                    tried = len(people)
+                    observations, people, lost = self._landmarks(rgb, people, scale, dt_s)
+                    n_lm += tried
+                    if lost:  # look for them again at once, then every few frames while the tracker remembers
+                        redetect_until, last_detect = k + memory_frames, k - REDETECT_EVERY
                 except Exception as exc:  # the interpreter raises RuntimeError/ValueError
                     raise BackendError(f"pose failed on frame {fr.frame_idx}: {type(exc).__name__}: {exc}") from exc
                 infer_s += time.perf_counter() - t0
@@ -294,6 +306,7 @@ class MultiPersonBackend(PoseBackend):
                 boxes = np.array([[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in (ob.box_xyxy for ob in observations)],
                                  np.float32).reshape(-1, 4)
                 signals.update(rgb, boxes if len(boxes) else None)
+                camera.update(rgb, boxes if len(boxes) else None, time_s=fr.time_s)
         self.last_inference_s, self.last_num_frames = infer_s, len(times)
         self.last_detector_calls, self.last_landmark_calls = n_det, n_lm
 
@@ -326,6 +339,7 @@ class MultiPersonBackend(PoseBackend):
             tracks=tracks, num_frames=len(frame_time_s), fps=float(fps), image_size_hw=(int(h_src), int(w_src)),
             focal_px=float(focal), frame_time_s=frame_time_s, shot_boundary=shot_boundary,
             background_motion=background_motion, backend=self.name, backend_version=self.version,
+            camera_motion=camera.result() if camera.num_frames else None,
             extra={"first_frame_idx": int(first_idx) if first_idx is not None else n_lead, "inference_s": infer_s,
                    "frames_with_person": len({f for seen in by_id.values() for f, _ in seen}),
                    "detector_calls": n_det, "landmark_calls": n_lm, "rotation_ccw_deg": frames.rotation_ccw_deg},
