@@ -11,8 +11,9 @@ Per composition, the passes are interleaved in one run (``--rounds`` rounds of: 
   on frames decoded beforehand at the backend's resolution (``max_side_px=640``: 640x360), graph built outside
   the timing; it tracks ONE person whatever the count;
 - ``decode``: :func:`ingest.decode.iter_frames` alone at 640 px (what the backend reads);
-- ``new``: ``create_backend("mediapipe").process(...)`` end to end (decode in its prefetch thread + pose +
-  identities), models loaded outside the timing; with one person also ``max_people=1``.
+- ``new``: ``create_backend("mediapipe", camera_motion=False).process(...)`` end to end (decode in its prefetch
+  thread + pose + identities), models loaded outside the timing; with one person also ``max_people=1``, and the
+  default options (camera motion on: the cost of :mod:`pipeline.camera_motion` per frame is reported apart).
 
 CPU time (``time.process_time``: all threads of the process) and wall time per pass, min and median over the
 rounds. The backend's end-to-end figure includes decoding; the legacy one does not, so the fair pose-only CPU
@@ -216,8 +217,11 @@ def main() -> int:
 
     people, bg = build_sources(args.frames)
     counts = (1, 2, 3, 4)
-    new = create_backend("mediapipe", num_threads=args.threads)
-    new1 = create_backend("mediapipe", num_threads=args.threads, max_people=1)
+    # the pose stage alone (camera motion off), as the targets compare pose with pose; the camera-motion
+    # stage is timed apart with one person
+    new = create_backend("mediapipe", num_threads=args.threads, camera_motion=False)
+    new1 = create_backend("mediapipe", num_threads=args.threads, max_people=1, camera_motion=False)
+    newcam = create_backend("mediapipe", num_threads=args.threads)
     times: dict[str, dict[str, list[float]]] = {}
     info: dict[str, dict] = {}
 
@@ -249,6 +253,9 @@ def main() -> int:
                     cpu, wall, inf = new_pass(new1, paths[c])
                     add("new max_people=1 1", cpu, wall)
                     info["new max_people=1 1"] = inf
+                    cpu, wall, inf = new_pass(newcam, paths[c])
+                    add("new +camera motion 1", cpu, wall)
+                    info["new +camera motion 1"] = inf
             print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
 
     stats = {k: {"cpu": _stats(v["cpu"], n), "wall": _stats(v["wall"], n)} for k, v in times.items()}
@@ -285,6 +292,7 @@ def main() -> int:
         "ii_steps_over_landmark_pass": [s / lm_cpu_ms for s in steps],
         "iii_detector_calls_per_frame": {c: info[f"new {c}"]["detector_calls"] / n for c in counts},
         "iii_landmark_calls_per_frame": lm_per_frame,
+        "camera_motion_cpu_ms_per_frame": cpu_med("new +camera motion 1") - cpu_med("new 1"),
     }
     results = {
         "frames": n, "rounds": args.rounds, "canvas": f"{CANVAS_W}x{CANVAS_H}", "decoded_at": "640x360",
@@ -337,6 +345,8 @@ def _table(r: dict) -> str:
         + ", ".join(f"{c} people {v:.3f}" for c, v in m["iii_detector_calls_per_frame"].items())
         + "; landmark calls per frame: "
         + ", ".join(f"{c} people {v:.2f}" for c, v in m["iii_landmark_calls_per_frame"].items()),
+        f"camera motion (pipeline/camera_motion.py, on by default): {m['camera_motion_cpu_ms_per_frame']:.2f} ms CPU "
+        "per frame on top of the figures above (one person)",
         "Legacy runs on frames decoded beforehand; the new backend's figures include decoding (its prefetch "
         "thread), hence 'new - decode' for pose only and 'legacy + decode' for end to end.",
     ]

@@ -67,6 +67,8 @@ class MultiPersonOptions:
     same_person_iou: box overlap above which two detections/regions are one person.
     track_memory_s: how long the tracker keeps a person that is not seen, to give the same id on re-appearance.
     smooth_landmarks: one-euro filter of each person's landmarks over time, as MediaPipe's own graph does.
+    camera_motion: estimate the camera's motion from the background (:mod:`pipeline.camera_motion`, ~2.5 ms per
+        frame); off, every clip assumes a static camera.
     max_side_px: downsize frames so the long side is at most this (None = full resolution).
     focal_px / fov_deg: the source camera (see :func:`pipeline.camera.default_focal_px`).
     num_threads: TFLite interpreter threads; thread_count: decoder threads (0 = one per core);
@@ -82,6 +84,7 @@ class MultiPersonOptions:
     same_person_iou: float = 0.5
     track_memory_s: float = 0.5
     smooth_landmarks: bool = True
+    camera_motion: bool = True
     max_side_px: int | None = 640
     focal_px: float | None = None
     fov_deg: float | None = None
@@ -113,7 +116,7 @@ class MultiPersonOptions:
                 problems.append(f"{name} must be an integer, got {getattr(opts, name)!r}")
         if opts.max_side_px is not None and not is_int(opts.max_side_px):
             problems.append(f"max_side_px must be an integer or None, got {opts.max_side_px!r}")
-        for name in ("detect_tiles", "smooth_landmarks"):
+        for name in ("detect_tiles", "smooth_landmarks", "camera_motion"):
             if not isinstance(getattr(opts, name), bool):
                 problems.append(f"{name} must be true or false, got {getattr(opts, name)!r}")
         if problems:
@@ -267,7 +270,7 @@ class MultiPersonBackend(PoseBackend):
         detect_every = max(1, int(round(o.detect_every_s * fps_guess)))
         tracker = self._new_tracker(fps_guess)
         signals = FrameSignalAccumulator()
-        camera = CameraMotionAccumulator(fps=fps_guess)
+        camera = CameraMotionAccumulator(fps=fps_guess) if o.camera_motion else None
         times: list[float] = []
         first_idx = None
         people: list[_Person] = []
@@ -306,7 +309,8 @@ class MultiPersonBackend(PoseBackend):
                 boxes = np.array([[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in (ob.box_xyxy for ob in observations)],
                                  np.float32).reshape(-1, 4)
                 signals.update(rgb, boxes if len(boxes) else None)
-                camera.update(rgb, boxes if len(boxes) else None, time_s=fr.time_s)
+                if camera is not None:
+                    camera.update(rgb, boxes if len(boxes) else None, time_s=fr.time_s)
         self.last_inference_s, self.last_num_frames = infer_s, len(times)
         self.last_detector_calls, self.last_landmark_calls = n_det, n_lm
 
@@ -339,7 +343,7 @@ class MultiPersonBackend(PoseBackend):
             tracks=tracks, num_frames=len(frame_time_s), fps=float(fps), image_size_hw=(int(h_src), int(w_src)),
             focal_px=float(focal), frame_time_s=frame_time_s, shot_boundary=shot_boundary,
             background_motion=background_motion, backend=self.name, backend_version=self.version,
-            camera_motion=camera.result() if camera.num_frames else None,
+            camera_motion=camera.result() if camera is not None and camera.num_frames else None,
             extra={"first_frame_idx": int(first_idx) if first_idx is not None else n_lead, "inference_s": infer_s,
                    "frames_with_person": len({f for seen in by_id.values() for f, _ in seen}),
                    "detector_calls": n_det, "landmark_calls": n_lm, "rotation_ccw_deg": frames.rotation_ccw_deg},
