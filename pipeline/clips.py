@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ingest.errors import BackendError, ConfigError, LowConfidence, TooShort
-from pipeline.identity import IdentityGuardConfig
+from pipeline.identity import IdentityGuardConfig, shot_steps
 from pipeline.motion import HumanClip, HumanTrack, PoseResult, SMPLParams
 from pipeline.quality import clip_metrics
 from pipeline.trajectory import TrajectoryConfig, recover_trajectory
@@ -161,11 +161,7 @@ def segment_track(
     if n > 1:
         missing = np.diff(fi) - 1
         breaks[1:] |= missing > math.floor(cfg.max_gap_s * fps + 1e-9)
-        if shot_boundary is not None and len(shot_boundary):
-            cuts = np.concatenate([[0], np.cumsum(np.asarray(shot_boundary, dtype=np.int64))])
-            lo = np.clip(fi[:-1] + 1, 0, len(cuts) - 1)
-            hi = np.clip(fi[1:] + 1, 0, len(cuts) - 1)
-            breaks[1:] |= cuts[hi] - cuts[lo] > 0
+        breaks |= shot_steps(track, shot_boundary)
 
     low = _low_confidence_frames(track, cfg.min_joint_conf)
     min_low_run = max(1, math.ceil(cfg.low_conf_min_s * fps - 1e-9))

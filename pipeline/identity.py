@@ -116,9 +116,24 @@ def _camera_steps_heights(track: HumanTrack, pelvis: int | None, names: tuple[st
     return np.maximum(step, 0.0) / height_m
 
 
-def split_identity_jumps(tracks: list[HumanTrack], config: IdentityGuardConfig | None = None
-                         ) -> tuple[list[HumanTrack], dict[int, int]]:
-    """Split every track at its identity jumps (:func:`jump_steps`).
+def shot_steps(track: HumanTrack, shot_boundary: np.ndarray | None) -> np.ndarray:
+    """(T,) bool: True at observed frame ``i`` when a shot starts after frame ``i-1`` and at or before frame ``i``
+    (``shot_boundary``: (N,) bool over the video's frames, or None)."""
+    out = np.zeros(track.num_frames, dtype=bool)
+    if shot_boundary is None or track.num_frames < 2 or not len(shot_boundary):
+        return out
+    cuts = np.concatenate([[0], np.cumsum(np.asarray(shot_boundary, dtype=np.int64))])
+    fi = np.asarray(track.frame_idx, dtype=np.int64)
+    lo = np.clip(fi[:-1] + 1, 0, len(cuts) - 1)
+    hi = np.clip(fi[1:] + 1, 0, len(cuts) - 1)
+    out[1:] = cuts[hi] - cuts[lo] > 0
+    return out
+
+
+def split_identity_jumps(tracks: list[HumanTrack], config: IdentityGuardConfig | None = None,
+                         shot_boundary: np.ndarray | None = None) -> tuple[list[HumanTrack], dict[int, int]]:
+    """Split every track at its identity jumps (:func:`jump_steps`) and at shot changes (:func:`shot_steps`:
+    a cut, fade or dissolve may show another person in the same place, and the same person is another motion).
 
     Returns ``(tracks, source_track_ids)``: the pieces in the input order (a track without jumps is returned as
     it is, same object, same id; the first piece of a split track keeps the id, later pieces get ids above every
@@ -128,7 +143,7 @@ def split_identity_jumps(tracks: list[HumanTrack], config: IdentityGuardConfig |
     out: list[HumanTrack] = []
     source: dict[int, int] = {}
     for track in tracks:
-        cuts = np.flatnonzero(jump_steps(track, config))
+        cuts = np.flatnonzero(jump_steps(track, config) | shot_steps(track, shot_boundary))
         if not len(cuts):
             out.append(track)
             source[track.track_id] = track.track_id

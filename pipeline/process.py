@@ -263,7 +263,7 @@ def _clips_into(outcome: VideoOutcome, result: PoseResult, config) -> None:
     video_id = row["video_id"]
     if not result.tracks:
         raise NoPerson(f"no person found in {result.num_frames} frames")
-    tracks, source_track_ids = split_identity_jumps(result.tracks, config.clip.identity)
+    tracks, source_track_ids = split_identity_jumps(result.tracks, config.clip.identity, result.shot_boundary)
     result = replace(result, tracks=tracks)
     clips = build_clips(result, video_id, config.clip)
     by_track: dict[int, list[HumanClip]] = {}

@@ -87,3 +87,22 @@ def test_box_only_tracks_and_configuration():
     assert not jump_steps(swapped, IdentityGuardConfig(enabled=False)).any()
     with pytest.raises(ConfigError, match="max_speed_heights_s"):
         IdentityGuardConfig(max_speed_heights_s=0)
+
+
+def test_tracks_are_split_at_shot_changes():
+    track = _walker()  # frames 0..149
+    shots = np.zeros(200, dtype=bool)
+    shots[[50, 120, 180]] = True  # 180: after the track's last frame
+    tracks, source = split_identity_jumps([track], shot_boundary=shots)
+    assert [(t.track_id, int(t.frame_idx[0]), int(t.frame_idx[-1])) for t in tracks] == [(1, 0, 49), (2, 50, 119),
+                                                                                          (3, 120, 149)]
+    assert source == {1: 1, 2: 1, 3: 1}
+    gappy = _slice_frames(track, np.r_[0:40, 60:150])  # the boundary at 50 falls inside a gap: still split
+    assert [int(t.frame_idx[0]) for t in split_identity_jumps([gappy], shot_boundary=shots)[0]] == [0, 60, 120]
+
+
+def _slice_frames(track: HumanTrack, rows: np.ndarray) -> HumanTrack:
+    return HumanTrack(track_id=track.track_id, frame_idx=track.frame_idx[rows], time_s=track.time_s[rows],
+                      joint_names=track.joint_names, joints_cam_m=track.joints_cam_m[rows],
+                      joint_conf=track.joint_conf[rows], det_conf=track.det_conf[rows],
+                      keypoints_px=track.keypoints_px[rows], bbox_xywh_px=track.bbox_xywh_px[rows])
