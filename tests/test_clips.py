@@ -154,7 +154,9 @@ def test_build_clips_aligns_fills_gaps_and_measures():
     # filled frames: confidence 0, joints on the straight line between their neighbours
     assert (clip.joint_conf[120:124] == 0).all() and (clip.joint_conf[:120] > 0).all()
     expected = clip.joints_world_m[119] + (clip.joints_world_m[124] - clip.joints_world_m[119]) * (2 / 5)
-    np.testing.assert_allclose(clip.joints_world_m[121], expected, atol=1e-5)
+    # filled linearly in the camera frame; the world's per-frame ground lift (smooth) only moves z, by < 1 mm here
+    np.testing.assert_allclose(clip.joints_world_m[121, :, :2], expected[:, :2], atol=1e-5)
+    np.testing.assert_allclose(clip.joints_world_m[121, :, 2], expected[:, 2], atol=1e-3)
     # world frame: planted feet on the ground, the motion itself intact
     feet = joint_index(*FOOT_JOINTS)
     real = clip.joint_conf[:, 0] > 0

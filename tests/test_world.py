@@ -71,9 +71,12 @@ def test_straight_walk_recovered_within_a_centimetre_through_a_tilted_camera():
     # heading normalised: faces +x, pelvis above the origin at the first frame
     np.testing.assert_allclose(_facing_xy(a.joints_world_m[0]), [1.0, 0.0], atol=1e-3)
     np.testing.assert_allclose(a.joints_world_m[0, PELVIS, :2], [0.0, 0.0], atol=1e-6)
-    # the returned transform is what moved the joints, and it is rigid
+    # the returned transform and the per-frame ground lift are what moved the joints, and the transform is rigid
     joints_cam = transform_points(T, motion.joints_world_m)
-    np.testing.assert_allclose(transform_points(a.T_world_from_camera, joints_cam), a.joints_world_m, atol=1e-9)
+    lifted = transform_points(a.T_world_from_camera, joints_cam) + np.stack(
+        [np.zeros_like(a.ground_lift_m), np.zeros_like(a.ground_lift_m), a.ground_lift_m], -1)[:, None, :]
+    np.testing.assert_allclose(lifted, a.joints_world_m, atol=1e-9)
+    assert np.abs(a.ground_lift_m).max() < 0.01  # exact synthetic feet: the lift only corrects the fit's rounding
     r = a.T_world_from_camera[:3, :3]
     np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-9)
     assert np.linalg.det(r) == pytest.approx(1.0)
