@@ -19,7 +19,10 @@ Items with the same ``video_id`` are kept once (the first wins) and counted in `
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
+import gc
 import glob
 import json
 import math
@@ -27,10 +30,11 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ingest.errors import G1ForgeError, InputListError, InputNotFound, MissingDependencyError
-from ingest.ids import bad_entry_id, classify_uri, file_id, remote_video_id
-from ingest.items import VideoItem
+from ingest.ids import bad_entry_id, classify_uri, file_id, kind_and_id
+from ingest.items import VideoItem, new_video_item
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 """Extensions (any letter case) collected from folders and globs and accepted for named files."""
@@ -38,6 +42,7 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".
 LIST_FORMATS: tuple[str, ...] = (".txt", ".csv", ".jsonl", ".parquet")
 
 KNOWN_COLUMNS = ("uri", "start_s", "end_s", "tags", "license")
+_KNOWN_COLUMN_SET = frozenset(KNOWN_COLUMNS)
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -65,9 +70,12 @@ class CollectResult:
         return self.num_by_kind.get("error", 0)
 
 
-@dataclass(frozen=True)
-class _Meta:
-    """Per-entry fields from a list file that travel into every item the entry expands to."""
+class _Meta(NamedTuple):
+    """Per-entry fields from a list file that travel into every item the entry expands to.
+
+    A NamedTuple, like :class:`_Entry`: as immutable as a frozen dataclass and cheaper to build (one per line of
+    lists of up to ~100,000 lines, re-read on every resume).
+    """
 
     start_s: float | None = None
     end_s: float | None = None
@@ -79,8 +87,7 @@ class _Meta:
 _NO_META = _Meta()
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(NamedTuple):
     """One line/row of a list file: either a uri with its metadata, or the error that spoiled it."""
 
     raw_text: str
@@ -108,14 +115,15 @@ class _Collector:
     # --- recording ---------------------------------------------------------------------------------
 
     def _keep(self, item: VideoItem, source: str) -> None:
+        result = self.result
         if item.video_id in self._seen:
-            self.result.num_duplicates += 1
+            result.num_duplicates += 1
             return
         self._seen.add(item.video_id)
-        self.result.items.append(item)
+        result.items.append(item)
         kind = "error" if item.list_error is not None else item.kind
-        self.result.num_by_kind[kind] = self.result.num_by_kind.get(kind, 0) + 1
-        self.result.num_by_source[source] = self.result.num_by_source.get(source, 0) + 1
+        result.num_by_kind[kind] = result.num_by_kind.get(kind, 0) + 1
+        result.num_by_source[source] = result.num_by_source.get(source, 0) + 1
 
     def _keep_error(self, error: G1ForgeError, *, id_text: str, uri: str, source: str) -> None:
         item = VideoItem(
@@ -127,17 +135,12 @@ class _Collector:
         self._keep(item, source)
 
     def _keep_video(self, video_id: str, uri: str, kind: str, meta: _Meta, source: str) -> None:
-        item = VideoItem(
-            video_id=video_id,
-            uri=uri,
-            kind=kind,
-            start_s=meta.start_s,
-            end_s=meta.end_s,
-            tags=meta.tags,
-            license=meta.license,
-            extra=meta.extra,
-        )
-        self._keep(item, source)
+        if video_id in self._seen:  # a duplicate (counted as _keep counts it), found before building its item
+            self.result.num_duplicates += 1
+            return
+        start_s, end_s, tags, license_text, extra = meta
+        # new_video_item: VideoItem(...) with every field given, built faster (one item per line of long lists).
+        self._keep(new_video_item(video_id, uri, kind, start_s, end_s, tags, license_text, None, extra), source)
 
     # --- expansion ---------------------------------------------------------------------------------
 
@@ -148,13 +151,12 @@ class _Collector:
             self._keep_error(InputListError("an empty input: give a file, folder, glob or URL"),
                              id_text="<empty input>", uri="", source=source)
             return
-        kind = classify_uri(text)
-        if kind != "file":
-            try:
-                video_id = remote_video_id(text)
-            except G1ForgeError as error:
-                self._keep_error(error, id_text=text, uri=text, source=source)
-                return
+        try:
+            kind, video_id = kind_and_id(text)  # one parse of the text: a list holds up to ~100,000 URLs
+        except G1ForgeError as error:  # a YouTube link that names no video
+            self._keep_error(error, id_text=text, uri=text, source=source)
+            return
+        if video_id is not None:  # a URL or YouTube link; local paths are resolved and hashed below
             self._keep_video(video_id, text, kind, meta, source)
             return
 
@@ -168,6 +170,10 @@ class _Collector:
             self._keep_error(error, id_text=text, uri=text, source=source)
             return
 
+        if "\x00" in text:  # no file system takes it (glob would raise ValueError)
+            error = InputListError(f"{text!r} contains a NUL character: no file can be named so; fix the entry")
+            self._keep_error(error, id_text=text, uri=text, source=source)
+            return
         path = os.path.abspath(os.path.join(base_dir, os.path.expanduser(text)))
         if os.path.isfile(path):
             self._add_file(path, meta, source, named=True)
@@ -226,51 +232,80 @@ class _Collector:
             )
             self._keep_error(error, id_text=pattern, uri=pattern, source=source)
 
-    def add_list_entry(self, entry: _Entry, *, base_dir: str, source: str) -> None:
-        if entry.error is not None or entry.uri is None:
-            error = entry.error or InputListError(f"entry {entry.raw_text!r} has no uri")
-            self._keep_error(error, id_text=entry.raw_text, uri=entry.uri or entry.raw_text, source=source)
-            return
-        self.add_entry(entry.uri, base_dir=base_dir, source=source, meta=entry.meta)
+    def add_list_entries(self, entries: Iterable[_Entry], *, base_dir: str, source: str) -> None:
+        """Expand every entry of one list file, in order (the per-line loop of lists of up to ~100,000 lines)."""
+        add_entry = self.add_entry
+        for raw_text, uri, meta, error in entries:
+            if error is None and uri is not None:
+                add_entry(uri, base_dir=base_dir, source=source, meta=meta)
+            else:
+                error = error or InputListError(f"entry {raw_text!r} has no uri")
+                self._keep_error(error, id_text=raw_text, uri=uri or raw_text, source=source)
 
 
 # --- list files --------------------------------------------------------------------------------------
 
 
 def _optional_seconds(name: str, value: object) -> float | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    """Seconds from a cell (text or number); None when the cell is empty or NaN; an error for anything else that
+    is not a finite number >= 0."""
+    if value is None:
         return None
-    if isinstance(value, bool):
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+    elif isinstance(value, bool):
         raise InputListError(f"{name} must be a number of seconds, got {value!r}")
     try:
         seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range (10**400)
         raise InputListError(f"{name} must be a number of seconds, got {value!r}") from None
+    if 0.0 <= seconds < math.inf:  # the usual case in one comparison (False for NaN, infinities and negatives)
+        return seconds
     if math.isnan(seconds):
         return None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InputListError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    return seconds
+    raise InputListError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
 
 
 def _tags(value: object) -> tuple[str, ...]:
+    """Tags from a string split on ``,`` / ``;`` or from a list; blanks dropped, each tag stripped."""
     if value is None:
         return ()
     if isinstance(value, float) and math.isnan(value):
         return ()
     if isinstance(value, str):
-        parts: Iterable[object] = _TAG_SPLIT.split(value)
-    elif isinstance(value, (list, tuple)):
-        parts = value
-    else:
-        raise InputListError(f"tags must be a list or a comma/semicolon-separated string, got {value!r}")
-    return tuple(t for t in (str(p).strip() for p in parts if p is not None) if t)
+        return _split_tags(value)
+    if isinstance(value, (list, tuple)):
+        stripped = [str(part).strip() for part in value if part is not None]
+        return tuple([tag for tag in stripped if tag])
+    raise InputListError(f"tags must be a list or a comma/semicolon-separated string, got {value!r}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_tags(text: str) -> tuple[str, ...]:
+    """The tags of a ``,`` / ``;``-separated string. Cached: a list's rows usually repeat a few tag strings, and
+    the result depends on the text alone."""
+    stripped = [part.strip() for part in _TAG_SPLIT.split(text)]
+    return tuple([tag for tag in stripped if tag])
 
 
 def _text(value: object) -> str:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, sort_keys=True, default=str)
     return str(value)
+
+
+def _is_given(value: object) -> bool:
+    """False for a cell left empty: None, ``""`` or NaN (how pandas-written files mark a missing value)."""
+    return value is not None and value != "" and not (isinstance(value, float) and math.isnan(value))
+
+
+def _extra(record: Mapping[str, object]) -> tuple[tuple[str, str], ...]:
+    """``(column, text)`` of the given cells of the columns outside :data:`KNOWN_COLUMNS`, sorted by column."""
+    if record.keys() <= _KNOWN_COLUMN_SET:  # the usual case: no other column (and no set built per row)
+        return ()
+    extra_columns = record.keys() - _KNOWN_COLUMN_SET
+    return tuple(sorted((key, _text(record[key])) for key in extra_columns if _is_given(record[key])))
 
 
 def _entry_from_record(record: Mapping[str, object], raw_text: str) -> _Entry:
@@ -291,18 +326,7 @@ def _entry_from_record(record: Mapping[str, object], raw_text: str) -> _Entry:
     license_text = None
     if license_value is not None and not (isinstance(license_value, float) and math.isnan(license_value)):
         license_text = str(license_value).strip() or None
-    extra = tuple(
-        sorted(
-            (key, _text(value))
-            for key, value in record.items()
-            if key not in KNOWN_COLUMNS
-            and value is not None
-            and value != ""
-            and not (isinstance(value, float) and math.isnan(value))
-        )
-    )
-    meta = _Meta(start_s=start_s, end_s=end_s, tags=tags, license=license_text, extra=extra)
-    return _Entry(raw_text, uri, meta)
+    return _Entry(raw_text, uri, _Meta(start_s, end_s, tags, license_text, _extra(record)))
 
 
 def _open_text(path: str):
@@ -344,6 +368,7 @@ def _csv_entries(path: str) -> Iterator[_Entry]:
             f"list file {path} has no 'uri' column (columns: {', '.join(columns) or 'none'}); "
             "add a header line such as: uri,start_s,end_s,tags,license"
         )
+    num_columns = len(columns)
     while True:
         try:
             row = next(rows)
@@ -355,20 +380,25 @@ def _csv_entries(path: str) -> Iterator[_Entry]:
                 f"{path} line {rows.line_num}: malformed CSV ({exc}); fix the quoting"))
             return
         raw_text = ",".join(row)
-        if not raw_text.strip() or raw_text.lstrip().startswith("#"):
+        unindented = raw_text.lstrip()
+        if not unindented or unindented[0] == "#":  # a blank row or a comment
             continue
-        if len(row) > len(columns):
+        if len(row) > num_columns:
             yield _Entry(raw_text, None, error=InputListError(
-                f"{path} line {rows.line_num} has {len(row)} fields but the header has {len(columns)}: "
+                f"{path} line {rows.line_num} has {len(row)} fields but the header has {num_columns}: "
                 "quote fields that contain commas"))
             continue
-        record = dict(zip(columns, (value.strip() for value in row)))
-        yield _entry_from_record(record, raw_text)
+        yield _entry_from_record(dict(zip(columns, map(str.strip, row))), raw_text)
 
 
 def _jsonl_entries(path: str) -> Iterator[_Entry]:
+    """The entries of a JSON Lines list; keys are stripped and lower-cased like CSV column names."""
     saw_object = False
     saw_uri = False
+    # The keys of the last object and whether they were already stripped and lower-case: lines usually repeat the
+    # same keys, so most objects are used as they are instead of being copied key by key.
+    last_keys: tuple[object, ...] | None = None
+    keys_are_normal = False
     for number, line in enumerate(_read_lines(path), start=1):
         text = line.strip()
         if not text:
@@ -383,7 +413,12 @@ def _jsonl_entries(path: str) -> Iterator[_Entry]:
                 f"{path} line {number} is not a JSON object: write {{\"uri\": \"...\"}}"))
             continue
         saw_object = True
-        record = {str(key).strip().lower(): value for key, value in record.items()}
+        keys = tuple(record)
+        if keys != last_keys:
+            last_keys = keys
+            keys_are_normal = all(isinstance(key, str) and key == key.strip().lower() for key in keys)
+        if not keys_are_normal:
+            record = {str(key).strip().lower(): value for key, value in record.items()}
         saw_uri = saw_uri or "uri" in record
         yield _entry_from_record(record, text)
     if saw_object and not saw_uri:
@@ -420,8 +455,13 @@ _LIST_READERS = {
 }
 
 
-def _read_list_file(path: str | os.PathLike[str]) -> list[_Entry]:
-    """The entries of one list file (raises :class:`InputListError` when the file cannot be read)."""
+def _read_list_file(path: str | os.PathLike[str]) -> Iterator[_Entry]:
+    """The entries of one list file, made as they are consumed (raises :class:`InputListError` when the file
+    cannot be read: an unknown format or a folder at once, the rest once iteration starts).
+
+    Entries are not gathered in a list: each one lives only until the collector has turned it into an item, so a
+    100,000-line list does not hold 100,000 entries at once (or give the garbage collector that many objects to
+    scan)."""
     path = os.path.abspath(os.fspath(path))
     extension = os.path.splitext(path)[1].lower()
     reader = _LIST_READERS.get(extension)
@@ -432,7 +472,7 @@ def _read_list_file(path: str | os.PathLike[str]) -> list[_Entry]:
         )
     if os.path.isdir(path):
         raise InputListError(f"list file {path} is a folder: pass folders as inputs, not as lists")
-    return list(reader(path))
+    return reader(path)
 
 
 def entry_error(item: VideoItem) -> G1ForgeError | None:
@@ -466,13 +506,34 @@ def collect_items(
     """
     collector = _Collector(_normalise_extensions(extensions))
     working_dir = os.getcwd()
-    for text in inputs:
-        collector.add_entry(str(text), base_dir=working_dir, source=str(text))
-    for list_file in list_files:
-        entries = _read_list_file(list_file)
-        list_path = os.path.abspath(os.fspath(list_file))
-        base_dir = os.path.dirname(list_path)
-        collector.result.num_by_source.setdefault(list_path, 0)
-        for entry in entries:
-            collector.add_list_entry(entry, base_dir=base_dir, source=list_path)
+    with _cyclic_gc_paused():
+        for text in inputs:
+            collector.add_entry(str(text), base_dir=working_dir, source=str(text))
+        for list_file in list_files:
+            entries = _read_list_file(list_file)
+            list_path = os.path.abspath(os.fspath(list_file))
+            base_dir = os.path.dirname(list_path)
+            collector.result.num_by_source.setdefault(list_path, 0)
+            collector.add_list_entries(entries, base_dir=base_dir, source=list_path)
     return collector.result
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the block, and restore its previous state after it.
+
+    Why: collecting a list of ~100,000 lines allocates container objects per line that stay alive (the items,
+    their tags), so the collector keeps running collections that find nothing to free: 3-5 % of the collection's
+    CPU time in bench/bench_lists.py, ~10 % in a process that already holds a million objects. Memory is still
+    freed by reference counting; the few reference cycles made meanwhile wait for the next collection. When the
+    collector was already disabled (by the caller), it is left disabled. The switch is process-wide: other
+    threads run without the collector for that time (well under a second per 100,000 lines).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
+import inspect
 import json
-import time
+import pickle
 from pathlib import Path
 
 import pytest
 
 from ingest.errors import InputListError
 from ingest.ids import ID_PATTERN, bad_entry_id, file_id, url_id
+from ingest.items import VideoItem, new_video_item
 from ingest.sources import VIDEO_EXTENSIONS, CollectResult, collect_items, entry_error
 
 YT = "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
@@ -197,6 +201,53 @@ def test_jsonl_list(tmp_path):
     assert "start_s must be a number" in errors[2]
 
 
+def test_jsonl_keys_are_normalised_whatever_the_previous_line_had(tmp_path):
+    """Lines with the same keys reuse the check of the previous line; a change of keys is checked again."""
+    lines = [
+        {"uri": "https://example.com/1.mp4", "start_s": 1},
+        {"URI": "https://example.com/2.mp4", " Start_S ": 2, "Note": "x"},
+        {"URI": "https://example.com/3.mp4", " Start_S ": 3, "Note": "y"},
+        {"uri": "https://example.com/4.mp4", "start_s": 4},
+        {"uri": "https://example.com/5.mp4", "start_s": 5, "note": "z"},
+    ]
+    list_file = _write(tmp_path / "list.jsonl", "\n".join(json.dumps(line) for line in lines))
+    result = collect_items([], [list_file])
+    assert [(i.uri[-5], i.start_s, i.extra) for i in result.items] == [
+        ("1", 1.0, ()), ("2", 2.0, (("note", "x"),)), ("3", 3.0, (("note", "y"),)), ("4", 4.0, ()),
+        ("5", 5.0, (("note", "z"),)),
+    ]
+
+
+def test_new_video_item_builds_the_same_item_as_the_constructor():
+    values = ("url-0123456789abcdef", "https://x.org/a.mp4", "url", 1.5, 2.0, ("a", "b"), "CC-BY", None,
+              (("note", "x"),))
+    item = new_video_item(*values)
+    reference = VideoItem(*values)
+    assert item == reference and hash(item) == hash(reference) and repr(item) == repr(reference)
+    assert dataclasses.astuple(item) == values
+    assert pickle.loads(pickle.dumps(item)) == item
+    assert dataclasses.replace(item, uri="/a.mp4") == VideoItem(*values[:1], "/a.mp4", *values[2:])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        item.uri = "/elsewhere.mp4"  # type: ignore[misc]
+    # new_video_item takes every field, in the dataclass's order (its slot setters follow the fields)
+    assert list(inspect.signature(new_video_item).parameters) == [f.name for f in dataclasses.fields(VideoItem)]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_collect_items_restores_the_garbage_collector_state(tmp_path, enabled):
+    list_file = _write(tmp_path / "list.txt", "https://example.com/1.mp4\n")
+    was_enabled = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        assert len(collect_items([], [list_file]).items) == 1
+        assert gc.isenabled() == enabled
+        with pytest.raises(InputListError):
+            collect_items([], [tmp_path / "missing.txt"])
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable() if was_enabled else gc.disable()
+
+
 def test_parquet_list_with_list_tags(tmp_path):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
@@ -281,28 +332,42 @@ def test_file_uri_input(tmp_path):
     assert [i.uri for i in result.items] == [str(clip)]
 
 
-def test_large_url_list_is_fast(tmp_path):
-    lines = [f"https://cdn.example.com/videos/{i:06d}.mp4?sig={i * 7919 % 10007}" for i in range(100_000)]
-    lines += [f"https://www.youtube.com/watch?v={i:011d}" for i in range(1000)]
-    lines += lines[:500]  # duplicates
+def test_large_url_list_counts_duplicates_and_kinds(tmp_path):
+    """A list large enough to exercise the per-line path (its speed is measured by bench/bench_lists.py)."""
+    num_urls, num_youtube, num_duplicates = 10_000, 500, 250
+    lines = [f"https://cdn.example.com/videos/{i:06d}.mp4?sig={i * 7919 % 10007}" for i in range(num_urls)]
+    lines += [f"https://www.youtube.com/watch?v={i:011d}" for i in range(num_youtube)]
+    lines += lines[:num_duplicates]  # duplicates
     list_file = _write(tmp_path / "big.txt", "\n".join(lines))
-    started = time.perf_counter()
     result = collect_items([], [list_file])
-    elapsed_s = time.perf_counter() - started
-    assert len(result.items) == 101_000
-    assert result.num_duplicates == 500
-    assert result.num_by_kind == {"url": 100_000, "youtube": 1000}
-    assert elapsed_s < 10.0, f"collecting 101,500 lines took {elapsed_s:.1f} s"
+    assert len(result.items) == num_urls + num_youtube
+    assert result.num_duplicates == num_duplicates
+    assert result.num_by_kind == {"url": num_urls, "youtube": num_youtube}
+    assert result.num_by_source == {str(list_file): num_urls + num_youtube}
+    assert [item.uri for item in result.items] == lines[: num_urls + num_youtube]
+    assert result.items[3].video_id == url_id(lines[3])
+    assert result.items[num_urls].video_id == "yt-00000000000"
+    assert all(ID_PATTERN.match(item.video_id) for item in result.items)
 
 
-def test_large_csv_list_is_fast(tmp_path):
+def test_large_csv_list_parses_every_row(tmp_path):
+    num_rows = 10_000
     rows = ["uri,start_s,end_s,tags"] + [
-        f"https://cdn.example.com/{i}.mp4,{i % 60},{i % 60 + 5},a;b" for i in range(100_000)
+        f"https://cdn.example.com/{i}.mp4,{i % 60},{i % 60 + 5},a;b" for i in range(num_rows)
     ]
     list_file = _write(tmp_path / "big.csv", "\n".join(rows))
-    started = time.perf_counter()
     result = collect_items([], [list_file])
-    elapsed_s = time.perf_counter() - started
-    assert len(result.items) == 100_000 and result.num_errors == 0
-    assert result.items[7].start_s == 7.0 and result.items[7].tags == ("a", "b")
-    assert elapsed_s < 10.0, f"collecting 100,000 CSV rows took {elapsed_s:.1f} s"
+    assert len(result.items) == num_rows and result.num_errors == 0 and result.num_duplicates == 0
+    assert result.num_by_kind == {"url": num_rows}
+    assert result.items[7].start_s == 7.0 and result.items[7].end_s == 12.0 and result.items[7].tags == ("a", "b")
+    assert result.items[61].start_s == 1.0 and result.items[61].end_s == 6.0
+    assert result.items[-1].video_id == url_id(f"https://cdn.example.com/{num_rows - 1}.mp4")
+
+
+def test_entries_no_file_system_or_float_can_take_become_failed_rows(tmp_path):
+    """A NUL character in a path (glob would raise) and a start time beyond float range (float() would raise)."""
+    txt = _write(tmp_path / "nul.txt", "a\x00/*.mp4\n")
+    jsonl = _write(tmp_path / "big.jsonl", '{"uri": "https://cdn.example.com/a.mp4", "start_s": ' + "9" * 400 + "}\n")
+    result = collect_items([], [txt, jsonl])
+    assert [i.list_error.split(":")[0] for i in result.items] == ["bad_list", "bad_list"]
+    assert "NUL" in result.items[0].list_error and "start_s" in result.items[1].list_error
