@@ -26,7 +26,11 @@
 ``base_wrench_torque_per_weight_m`` ``|torque about the pelvis origin| / (m g)`` (metres: the lever arm of the
                                     needed support; at rest, the horizontal distance from the pelvis to the
                                     centre of mass): mean, and ``_p95``
-``jerk_mean_rad_s3``                mean ``|third difference of joint angles| * fps^3`` over frames and joints
+``jerk_mean_rad_s3``                mean over joints and time of ``|d^3 q / dt^3|`` of the joint angles low-passed
+                                    at 4 Hz on a common 120 fps grid
+                                    (:func:`pipeline.quality.band_limited_derivative`, as ``jitter_m_s3``), so
+                                    the same motion reads the same at any frame rate (a raw third difference
+                                    times fps^3 grows with fps wherever the angles hold noise or kinks)
 ==================================  ==========================================================================
 
 Contact flags are the human clip's (T, 4) :data:`pipeline.skeleton.FOOT_JOINTS` flags (left heel, left toe,
@@ -40,6 +44,7 @@ import numpy as np
 
 from ingest.errors import require_module
 from pipeline.g1_motion import G1Motion
+from pipeline.quality import JITTER_CUTOFF_HZ, band_limited_derivative
 
 GRAVITY_M_S2 = 9.81
 
@@ -106,11 +111,8 @@ def _joint_metrics(q: np.ndarray, fps: float, model, near_limit_frac: float) -> 
         out["joint_speed_peak_frac"] = float(np.max(np.abs(qd) / np.asarray(model.joint_vel_limit_rad_s)))
     else:
         out["joint_speed_peak_frac"] = 0.0
-    if T >= 4:
-        jerk = np.diff(q, n=3, axis=0) * fps**3
-        out["jerk_mean_rad_s3"] = float(np.mean(np.abs(jerk)))
-    else:
-        out["jerk_mean_rad_s3"] = 0.0
+    jerk = band_limited_derivative(q, fps, JITTER_CUTOFF_HZ, 3) if T >= 4 else np.zeros((0,))
+    out["jerk_mean_rad_s3"] = float(np.mean(np.abs(jerk))) if jerk.size else 0.0
     return out
 
 

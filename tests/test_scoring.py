@@ -92,7 +92,7 @@ def test_default_thresholds_are_valid_and_cover_the_metrics():
 def test_defaults_on_measured_clips():
     """Rows with the metrics measured on the real test videos (MediaPipe): the tennis clip is ready, the runner
     (flight phases) fails on foot contact and floating only, and a clip without a G1 motion is not ready."""
-    tennis = {"status": "ok", "g1_motion_path": "x.g1.npz", "root_jerk_m_s3": 1782.0, "jitter_m_s3": 2344.0,
+    tennis = {"status": "ok", "g1_motion_path": "x.g1.npz", "root_jerk_m_s3": 100.0, "jitter_m_s3": 271.0,
               "foot_contact_score": 0.72, "floating_frac": 0.20, "penetration_max_m": 0.083,
               "pelvis_height_min_m": 0.73, "pelvis_height_max_m": 1.15, "tracked_frac": 0.994,
               "det_conf_mean": 0.93, "person_height_px_median": 466.0, "truncated_frac": 0.0,
@@ -284,7 +284,7 @@ def test_random_rows_with_the_default_thresholds():
 
 def _good_metrics(**over):
     m = {name: 0.0 for name in METRICS}
-    m.update(root_jerk_m_s3=1500.0, jitter_m_s3=2000.0, foot_contact_score=0.8, floating_frac=0.1,
+    m.update(root_jerk_m_s3=100.0, jitter_m_s3=200.0, foot_contact_score=0.8, floating_frac=0.1,
              penetration_max_m=0.05, pelvis_height_min_m=0.8, pelvis_height_max_m=1.0, tracked_frac=1.0,
              det_conf_mean=0.9, person_height_px_median=400.0, bone_length_cv=0.05, joint_speed_peak_frac=0.4,
              keybody_err_mean_m=0.03, base_wrench_force_per_weight=1.5, base_wrench_force_per_weight_p95=3.0,
@@ -305,22 +305,22 @@ def _publish(layout, vid, clips):
 @pytest.fixture
 def run(tmp_path):
     """A run folder prepared the way `g1forge run` prepares it, with 3 videos and 6 clips: 1 filtered,
-    all 5 ok ones ready by default; under the stricter file the one with jitter 3500 and the one with
+    all 5 ok ones ready by default; under the stricter file the one with jitter 350 and the one with
     foot contact 0.7 are not."""
     from cluster.config import RunConfig
     from cluster.run import prepare_run_folder
 
     layout = RunLayout.at(tmp_path / "run")
     prepare_run_folder(layout, RunConfig())
-    _publish(layout, "file-aaaa", [("ok", _good_metrics()), ("ok", _good_metrics(jitter_m_s3=3500.0))])
+    _publish(layout, "file-aaaa", [("ok", _good_metrics()), ("ok", _good_metrics(jitter_m_s3=350.0))])
     _publish(layout, "file-bbbb", [("ok", _good_metrics()), ("filtered", _good_metrics())])
     _publish(layout, "file-cccc", [("ok", _good_metrics()), ("ok", _good_metrics(foot_contact_score=0.7))])
     return layout
 
 
-def _strict(tmp_path, jitter_max=3000.0, contact_min=0.75):
+def _strict(tmp_path, jitter_max=300.0, contact_min=0.75):
     text = DEFAULT_THRESHOLDS_PATH.read_text()
-    for old, new in (('column = "jitter_m_s3"\nmax = 4000.0', f'column = "jitter_m_s3"\nmax = {jitter_max}'),
+    for old, new in (('column = "jitter_m_s3"\nmax = 400.0', f'column = "jitter_m_s3"\nmax = {jitter_max}'),
                      ('column = "foot_contact_score"\nmin = 0.6', f'column = "foot_contact_score"\nmin = {contact_min}')):
         assert text.count(old) == 1
         text = text.replace(old, new)
@@ -469,7 +469,7 @@ def test_cli_rescore(run, tmp_path, capsys):
 def test_cli_rescore_in_a_subprocess(run, tmp_path):
     from run_helpers import cli
 
-    proc = cli("rescore", str(run.root), "--thresholds", str(_strict(tmp_path, jitter_max=1000.0)))
+    proc = cli("rescore", str(run.root), "--thresholds", str(_strict(tmp_path, jitter_max=100.0)))
     assert proc.returncode == 0, proc.stderr
     assert "g1_ready: 5 -> 0 of 6 clips" in proc.stdout
     proc = cli("query", str(run.root), "SELECT count(*) AS n FROM clips WHERE g1_ready", "--format", "csv")
