@@ -461,11 +461,24 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+#: SHA-256 of every earlier release of the bundled ``quality_thresholds.toml``. A run folder whose copy is one of
+#: them, byte for byte, never had its thresholds chosen by a user: it gets the current defaults (whose metrics
+#: may have changed meaning, e.g. frame-rate-free jerk in results version 2), the old copy kept in ``state/``.
+PREVIOUS_DEFAULT_SHA256 = frozenset({
+    "0c49c1aa2fb1c775f52dbdfe18c1ceeef04636a482860eab08e3ba51aa18e8d8",  # b5f4276: raw jerk lines 3000 / 4000
+    "dc378da95d905a66be00f21494086db488043f8d4e7432c167ad0265a5ae66ec",  # b33afd4: before trajectory_recovered
+})
+
+
 def ensure_run_thresholds(layout: RunLayout) -> Path:
-    """Give a run folder its own copy of the bundled defaults if it has none yet; returns the path."""
+    """Give a run folder its own copy of the bundled defaults if it has none yet, or if it holds an unedited copy
+    of earlier defaults (:data:`PREVIOUS_DEFAULT_SHA256`); returns the path. A file a user installed or edited is
+    never replaced."""
     path = run_thresholds_path(layout)
     if not path.exists():
         _write_atomic(path, DEFAULT_THRESHOLDS_PATH.read_bytes())
+    elif hashlib.sha256(path.read_bytes()).hexdigest() in PREVIOUS_DEFAULT_SHA256:
+        install_thresholds(layout, DEFAULT_THRESHOLDS_PATH.read_text(encoding="utf-8"))
     return path
 
 
