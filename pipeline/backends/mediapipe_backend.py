@@ -135,20 +135,28 @@ class MediaPipeOptions:
                 f"model_complexity={opts.model_complexity} is not available offline: mediapipe 0.10.21 ships only "
                 "the full model; use model_complexity=1"
             )
-        for name in ("min_detection_confidence", "min_tracking_confidence"):
-            if not 0.0 <= getattr(opts, name) <= 1.0:
-                problems.append(f"{name} must be in [0, 1], got {getattr(opts, name)}")
-        if opts.prefetch_frames < 1:
-            problems.append(f"prefetch_frames must be >= 1, got {opts.prefetch_frames}")
-        if opts.max_side_px is not None and opts.max_side_px < 64:
-            problems.append(f"max_side_px must be >= 64 or None, got {opts.max_side_px}")
-        if opts.focal_px is not None and not opts.focal_px > 0:
-            problems.append(f"focal_px must be > 0, got {opts.focal_px}")
-        if opts.fov_deg is not None and not 0 < opts.fov_deg < 180:
-            problems.append(f"fov_deg must be in (0, 180), got {opts.fov_deg}")
+        problems += shared_option_problems(opts)
         if problems:
             raise ConfigError("; ".join(problems))
         return opts
+
+
+def shared_option_problems(opts) -> list[str]:
+    """What is wrong with the options both MediaPipe backends have: the two confidences, ``prefetch_frames``,
+    ``max_side_px`` and the camera (``focal_px``, ``fov_deg``); an empty list when all are valid."""
+    problems = []
+    for name in ("min_detection_confidence", "min_tracking_confidence"):
+        if not 0.0 <= getattr(opts, name) <= 1.0:
+            problems.append(f"{name} must be in [0, 1], got {getattr(opts, name)}")
+    if opts.prefetch_frames < 1:
+        problems.append(f"prefetch_frames must be >= 1, got {opts.prefetch_frames}")
+    if opts.max_side_px is not None and opts.max_side_px < 64:
+        problems.append(f"max_side_px must be >= 64 or None, got {opts.max_side_px}")
+    if opts.focal_px is not None and not opts.focal_px > 0:
+        problems.append(f"focal_px must be > 0, got {opts.focal_px}")
+    if opts.fov_deg is not None and not 0 < opts.fov_deg < 180:
+        problems.append(f"fov_deg must be in (0, 180), got {opts.fov_deg}")
+    return problems
 
 
 def _import_mediapipe():

@@ -45,7 +45,7 @@ from ingest.decode import iter_frames, prefetch
 from ingest.errors import BackendError, ConfigError, MissingDependencyError
 from ingest.items import VideoItem
 from pipeline.backends.base import PoseBackend, options_from_dict, register_backend
-from pipeline.backends.mediapipe_backend import _build_track
+from pipeline.backends.mediapipe_backend import _build_track, shared_option_problems
 from pipeline.camera import default_focal_px
 from pipeline.camera_motion import CameraMotionAccumulator
 from pipeline.filtering import OneEuroFilter
@@ -127,19 +127,13 @@ class MultiPersonOptions:
             problems.append(f"min_person_height_px must be >= 0, got {opts.min_person_height_px}")
         if not 0 < opts.detect_every_s < float("inf"):
             problems.append(f"detect_every_s must be > 0 and finite, got {opts.detect_every_s}")
-        for name in ("min_detection_confidence", "min_tracking_confidence", "same_person_iou"):
-            if not 0.0 <= getattr(opts, name) <= 1.0:
-                problems.append(f"{name} must be in [0, 1], got {getattr(opts, name)}")
+        if not 0.0 <= opts.same_person_iou <= 1.0:
+            problems.append(f"same_person_iou must be in [0, 1], got {opts.same_person_iou}")
         if not 0 <= opts.track_memory_s < float("inf"):
             problems.append(f"track_memory_s must be >= 0 and finite, got {opts.track_memory_s}")
-        if opts.max_side_px is not None and opts.max_side_px < 64:
-            problems.append(f"max_side_px must be >= 64 or None, got {opts.max_side_px}")
-        if opts.focal_px is not None and not opts.focal_px > 0:
-            problems.append(f"focal_px must be > 0, got {opts.focal_px}")
-        if opts.fov_deg is not None and not 0 < opts.fov_deg < 180:
-            problems.append(f"fov_deg must be in (0, 180), got {opts.fov_deg}")
-        if opts.num_threads < 1 or opts.prefetch_frames < 1:
-            problems.append("num_threads and prefetch_frames must be >= 1")
+        problems += shared_option_problems(opts)
+        if opts.num_threads < 1:
+            problems.append(f"num_threads must be >= 1, got {opts.num_threads}")
         if opts.thread_count < 0:
             problems.append(f"thread_count must be >= 0 (0 = one per core), got {opts.thread_count}")
         if problems:
