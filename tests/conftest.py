@@ -66,17 +66,33 @@ def _tested_versions() -> dict[str, str]:
     return {name.strip().lower(): version.strip() for name, version in pairs}
 
 
-def pytest_report_header(config):
+def _version_lines() -> tuple[list[str], list[str]]:
+    """(lines to print, the changed dependencies) for the top of a test run."""
     tested = _tested_versions()
     parts, changed = [], []
     for name, version, _ok in installed_requirements():
         parts.append(f"{name} {version}")
-        if name in tested and tested[name] != version:
-            changed.append(f"{name} {version} (suite last green with {tested[name]})")
+        if tested.get(name) != version:
+            changed.append(f"{name} {version} (suite last green with {tested.get(name, 'none')})")
     lines = ["dependencies: " + ", ".join(parts)]
     if changed:
         lines.append("dependencies NEW since the last green run: " + "; ".join(changed))
-    return lines
+    return lines, changed
+
+
+def pytest_sessionstart(session):
+    """Print the installed versions first, whatever the verbosity (``-q`` hides pytest's own header)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        for line in _version_lines()[0]:
+            reporter.write_line(line)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """A failing run names again, at the end, the dependencies that changed since the last green run."""
+    changed = _version_lines()[1]
+    if exitstatus != 0 and changed:
+        terminalreporter.write_line("dependencies NEW since the last green run (a suspect): " + "; ".join(changed))
 
 
 def pytest_collection_modifyitems(config, items):
