@@ -311,6 +311,20 @@ def test_single_person_one_track(video, end_s):
 
 @pytest.mark.videos
 @pytest.mark.slow
+def test_a_person_found_late_is_followed_back_to_where_they_appear():
+    """In the cafe video the woman walks away from the camera: the face-based detector finds her only once she
+    turns (frame ~44); backtracking follows her back to the first frame. Without it her track starts late."""
+    _require_videos()
+    cafe = SHARED_VIDEOS / "moving_cam_cafe.mp4"  # 65 frames
+    longest = max(_run(cafe)[1].tracks, key=lambda t: t.num_frames)
+    assert longest.num_frames >= 60 and longest.frame_idx[0] == 0
+    without = max(_run(cafe, backtrack_s=0.0)[1].tracks, key=lambda t: t.num_frames)
+    assert without.num_frames < 45 and without.frame_idx[0] > 15
+    assert not jump_steps(longest).any()
+
+
+@pytest.mark.videos
+@pytest.mark.slow
 def test_tennis_main_player_one_track():
     """gvhmr_tennis.mp4, first 3 s: the player in front is one track over >= 95 % of the frames; the small
     people behind are reported (printed), not required."""

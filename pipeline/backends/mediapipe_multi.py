@@ -20,7 +20,11 @@ Per decoded frame (RGB, upright, downsized to ``max_side_px``):
    above ``same_person_iou``) are merged, keeping the more confident one.
 3. **Size floor.** A person whose landmarks span less than ``min_person_height_px`` pixels (at the source
    resolution, top of the head to the lowest foot point) is not kept: too small for usable 3D.
-4. **Identities** come from a maintained multi-object tracker, Norfair (Kalman filter on the landmark box,
+4. **Backtracking.** The detector often finds a person late (turned away, partly hidden), while the landmark
+   model follows them once it has a region: a person found after the first frame is followed back through the
+   last ``backtrack_s`` seconds of frames (kept decoded) from their first region, until the model loses them or
+   someone already tracked stands there.
+5. **Identities** come from a maintained multi-object tracker, Norfair (Kalman filter on the landmark box,
    matched each frame by :func:`_box_distance`: box overlap, or centre distance in body heights). A person who leaves and re-enters gets a **new** track, unless they re-appear
    within ``track_memory_s`` near the place the tracker predicts (then the same id). The identity-jump guard
    (:mod:`pipeline.identity`) still checks every track afterwards.
@@ -36,6 +40,7 @@ graph, each person's landmarks go through one-euro filters (``smooth_landmarks``
 from __future__ import annotations
 
 import time
+from collections import deque
 from contextlib import closing
 from dataclasses import dataclass, field
 
@@ -69,6 +74,9 @@ class MultiPersonOptions:
     smooth_landmarks: one-euro filter of each person's landmarks over time, as MediaPipe's own graph does.
     camera_motion: estimate the camera's motion from the background (:mod:`pipeline.camera_motion`, ~2.5 ms per
         frame); off, every clip assumes a static camera.
+    backtrack_s: a person found after the first frame is followed back through up to this many seconds of the
+        frames before (kept decoded, ~0.7 MB each at 640 px): the detector often finds people late (turned away,
+        partly hidden), while the landmark model follows them from a region. 0 turns it off.
     max_side_px: downsize frames so the long side is at most this (None = full resolution).
     focal_px / fov_deg: the source camera (see :func:`pipeline.camera.default_focal_px`).
     num_threads: TFLite interpreter threads; thread_count: decoder threads (0 = one per core);
@@ -85,6 +93,7 @@ class MultiPersonOptions:
     track_memory_s: float = 0.5
     smooth_landmarks: bool = True
     camera_motion: bool = True
+    backtrack_s: float = 2.0
     max_side_px: int | None = 640
     focal_px: float | None = None
     fov_deg: float | None = None
@@ -105,7 +114,7 @@ class MultiPersonOptions:
 
         problems = []
         for name in ("min_person_height_px", "detect_every_s", "min_detection_confidence", "min_tracking_confidence",
-                     "same_person_iou", "track_memory_s"):
+                     "same_person_iou", "track_memory_s", "backtrack_s"):
             if not is_num(getattr(opts, name)):
                 problems.append(f"{name} must be a number, got {getattr(opts, name)!r}")
         for name in ("focal_px", "fov_deg"):
@@ -131,6 +140,8 @@ class MultiPersonOptions:
             problems.append(f"same_person_iou must be in [0, 1], got {opts.same_person_iou}")
         if not 0 <= opts.track_memory_s < float("inf"):
             problems.append(f"track_memory_s must be >= 0 and finite, got {opts.track_memory_s}")
+        if not 0 <= opts.backtrack_s <= 10:
+            problems.append(f"backtrack_s must be in [0, 10] seconds, got {opts.backtrack_s}")
         problems += shared_option_problems(opts)
         if opts.num_threads < 1:
             problems.append(f"num_threads must be >= 1, got {opts.num_threads}")
@@ -170,6 +181,7 @@ class _Observation:
     world: np.ndarray  # (33, 3) metres
     pose_score: float
     box_xyxy: np.ndarray  # (4,) landmark extent
+    aux: np.ndarray  # (2, 2) the two points that place the person's region (hip centre, full-body scale point)
 
     @property
     def height_px(self) -> float:
@@ -272,6 +284,8 @@ class MultiPersonBackend(PoseBackend):
         last_detect = -detect_every
         memory_frames = max(1, int(round(o.track_memory_s * fps_guess)))
         redetect_until = -1  # after a loss, the detector looks every REDETECT_EVERY frames until then
+        history: deque = deque(maxlen=int(round(o.backtrack_s * fps_guess)))  # the last frames, for backtracking
+        taken: dict[int, list[np.ndarray]] = {}  # frame -> boxes of the people recorded in it
         infer_s = 0.0
         n_det = n_lm = 0
         small_hw = None
@@ -299,7 +313,12 @@ class MultiPersonBackend(PoseBackend):
                     raise BackendError(f"pose failed on frame {fr.frame_idx}: {type(exc).__name__}: {exc}") from exc
                 infer_s += time.perf_counter() - t0
                 times.append(fr.time_s)
-                self._associate(tracker, observations, fr.frame_idx, by_id)
+                for new_id in self._associate(tracker, observations, fr.frame_idx, by_id):
+                    if history:
+                        self._backtrack(by_id[new_id], history, taken, scale)
+                taken[fr.frame_idx] = [ob.box_xyxy for ob in observations]
+                if history.maxlen:
+                    history.append((fr.frame_idx, rgb, fr.time_s))
                 boxes = np.array([[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in (ob.box_xyxy for ob in observations)],
                                  np.float32).reshape(-1, 4)
                 signals.update(rgb, boxes if len(boxes) else None)
@@ -383,7 +402,7 @@ class MultiPersonBackend(PoseBackend):
             xy = res.landmarks[:, :2]
             ob = _Observation(landmarks=res.landmarks, visibility=res.visibility, world=res.world,
                               pose_score=float(res.pose_score),
-                              box_xyxy=np.concatenate([xy.min(0), xy.max(0)]).astype(np.float32))
+                              box_xyxy=np.concatenate([xy.min(0), xy.max(0)]).astype(np.float32), aux=res.aux)
             if ob.height_px * scale < o.min_person_height_px:
                 lost = True
                 continue
@@ -403,13 +422,42 @@ class MultiPersonBackend(PoseBackend):
         return [ob for _, ob in unique], [p for p, _ in unique], lost
 
     def _associate(self, tracker, observations: list[_Observation], frame_idx: int,
-                   by_id: dict[int, list[tuple[int, _Observation]]]) -> None:
-        """Give this frame's observations their identities (Norfair) and record them under the id."""
+                   by_id: dict[int, list[tuple[int, _Observation]]]) -> list[int]:
+        """Give this frame's observations their identities (Norfair) and record them under the id; returns the
+        ids seen for the first time."""
         nf = self._norfair
         detections = [nf.Detection(points=ob.box_xyxy.reshape(2, 2).astype(np.float64),
                                    scores=np.full(2, ob.pose_score), data=ob) for ob in observations]
+        new = []
         for obj in tracker.update(detections=detections):
             det = obj.last_detection
             if obj.id is None or det is None or not any(det is d for d in detections):
                 continue  # not seen in this frame (predicted only)
+            if int(obj.id) not in by_id:
+                new.append(int(obj.id))
             by_id.setdefault(int(obj.id), []).append((frame_idx, det.data))
+        return new
+
+    def _backtrack(self, seen: list[tuple[int, _Observation]], history, taken: dict[int, list[np.ndarray]],
+                   scale: float) -> None:
+        """Follow a person found late back through the frames before (``history``: (frame_idx, rgb, time_s),
+        oldest first), from the region of their first observation, while the landmark model keeps them and
+        nobody already tracked stands there (``taken``: frame -> boxes); prepends to ``seen``."""
+        from pipeline.backends.blazepose import roi_from_landmarks
+
+        first_idx, first = seen[0]
+        person = _Person(roi=roi_from_landmarks(first.aux))
+        later_time_s = None
+        found = []
+        for frame_idx, rgb, time_s in reversed(history):
+            if frame_idx >= first_idx:
+                continue
+            dt_s = later_time_s - time_s if later_time_s is not None else 0.0
+            observations, kept, _ = self._landmarks(rgb, [person], scale, dt_s)
+            if not observations or any(box_iou(observations[0].box_xyxy, b) > self.options.same_person_iou
+                                       for b in taken.get(frame_idx, ())):
+                break
+            found.append((frame_idx, observations[0]))
+            taken.setdefault(frame_idx, []).append(observations[0].box_xyxy)
+            person, later_time_s = kept[0], time_s
+        seen[:0] = found[::-1]
