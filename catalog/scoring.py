@@ -260,7 +260,8 @@ def known_clip_columns() -> dict[str, str]:
     from pipeline.robot_metrics import ROBOT_METRIC_NAMES
     from pipeline.trajectory import TRAJECTORY_METRIC_NAMES
 
-    return _duckdb_types(clips_schema([*METRIC_NAMES, *TRAJECTORY_METRIC_NAMES, *ROBOT_METRIC_NAMES, *RETARGET_COLUMNS]))
+    names = [*METRIC_NAMES, *TRAJECTORY_METRIC_NAMES, *ROBOT_METRIC_NAMES, *RETARGET_COLUMNS]
+    return _duckdb_types(clips_schema(names))
 
 
 def _duckdb_types(schema) -> dict[str, str]:

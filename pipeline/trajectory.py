@@ -23,8 +23,8 @@ Model and equations (all vectors in cam0 axes, metres, ``dt = 1 / fps``):
 4. **Odometry** (horizontal): a planted point does not move in the world, so between t and t+1 with points K in
    stance at both, ``r_{t+1} - r_t = -mean_{k in K}(d_{t+1,k} - d_{t,k})`` (double support: the mean over both
    feet). In flight the horizontal velocity is constant (ballistic), the mean of the stance velocities over
-   ``velocity_window_s`` before and after; a frame pair with neither stance nor a bounded flight (longer than ``max_flight_s``) has
-   no odometry. Vertical motion always comes from ``c_t``.
+   ``velocity_window_s`` before and after; a frame pair with neither stance nor a bounded flight (longer than
+   ``max_flight_s``) has no odometry. Vertical motion always comes from ``c_t``.
 5. **Fusion.** Per frame pair the root's horizontal step is ``w_t (c_{t+1} - c_t) + (1 - w_t) o_t`` with ``o_t``
    the odometry step, ``w_t = 1`` where the camera stands still and 0 where it moves (``camera_moving``), and
    ``w_t = 1`` wherever odometry is missing. Where the camera is judged still but sees the person travel much

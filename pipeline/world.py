@@ -284,8 +284,9 @@ def _ground_correction(foot_z_m: np.ndarray, planted: np.ndarray, fps: float, cf
 
     foot_z_m: (T, 4) low-passed heights of the foot points above the fitted ground; planted: (T, 4) confident
     and nearly still (a foot taking off or landing is neither). A frame is supported when its lowest planted foot
-    point is below ``ground_lock_band_m``; its shift is minus that height. Unsupported frames (flights, jumps) take the shift interpolated between the supported
-    frames around them, so a jump keeps its height. The shift is low-passed at ``ground_lock_hz``.
+    point is below ``ground_lock_band_m``; its shift is minus that height. Unsupported frames (flights, jumps) take
+    the shift interpolated between the supported frames around them, so a jump keeps its height. The shift is low-
+    passed at ``ground_lock_hz``.
     """
     n = len(foot_z_m)
     if not cfg.ground_lock or n == 0:

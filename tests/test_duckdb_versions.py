@@ -5,8 +5,9 @@ The regression (issue 11): Parquet's min/max statistics of a float column leave 
 ``[NaN, 1.0]`` declares the range ``[1.0, 1.0]``. Read together with another file through
 ``read_parquet(..., union_by_name = true)``, DuckDB 2.0.0 and 2.0.1 take that range as the column's statistics and
 fold ``isnan(x)`` to false for the NaN row; 1.5.x does not (comparisons such as ``x <= 4000`` are folded to
-true by every version tried, 1.4.4 included). pyproject.toml excludes those versions; :func:`test_installed_duckdb_reads_nan_through_union_by_name` fails if an installed one does it
-again, while the catalog itself stays right (no NaN is written, and catalog connections switch the folding off).
+true by every version tried, 1.4.4 included). pyproject.toml excludes those versions;
+:func:`test_installed_duckdb_reads_nan_through_union_by_name` fails if an installed one does it again, while the
+catalog itself stays right (no NaN is written, and catalog connections switch the folding off).
 """
 
 from __future__ import annotations

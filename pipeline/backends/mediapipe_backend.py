@@ -213,7 +213,8 @@ class MediaPipeBackend(PoseBackend):
 
     def process(self, item: VideoItem, video_path: str | None) -> PoseResult:
         if video_path is None:
-            raise ConfigError("the mediapipe-legacy backend needs a video file; it got none (was the download skipped?)")
+            raise ConfigError("the mediapipe-legacy backend needs a video file; it got none "
+                              "(was the download skipped?)")
         o = self.options
         pose = self._get_pose()
         frames = iter_frames(

@@ -25,9 +25,10 @@ Per decoded frame (RGB, upright, downsized to ``max_side_px``):
    last ``backtrack_s`` seconds of frames (kept decoded) from their first region, until the model loses them or
    someone already tracked stands there.
 5. **Identities** come from a maintained multi-object tracker, Norfair (Kalman filter on the landmark box,
-   matched each frame by :func:`_box_distance`: box overlap, or centre distance in body heights). A person who leaves and re-enters gets a **new** track, unless they re-appear
-   within ``track_memory_s`` near the place the tracker predicts (then the same id). The identity-jump guard
-   (:mod:`pipeline.identity`) still checks every track afterwards.
+   matched each frame by :func:`_box_distance`: box overlap, or centre distance in body heights). A person who
+   leaves and re-enters gets a **new** track, unless they re-appear within ``track_memory_s`` near the place the
+   tracker predicts (then the same id). The identity-jump guard (:mod:`pipeline.identity`) still checks every track
+   afterwards.
 
 Outputs per person are those of the legacy backend (:mod:`pipeline.backends.mediapipe_backend`): 2D landmarks
 in source pixels, metric 3D landmarks (hip-centred, camera-aligned) moved into the camera frame by the root
