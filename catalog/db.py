@@ -87,8 +87,10 @@ def check_select_only(sql: str) -> None:
         raise G1ForgeError(f"{exc}", reason="query") from None
     kinds = [s.type.name for s in statements]
     if kinds != ["SELECT"]:
+        # name each statement by its first keyword as written (DuckDB files INSTALL under LOAD, for one)
+        said = [(s.query.split(None, 1) or [kind])[0].upper() for s, kind in zip(statements, kinds)]
         raise G1ForgeError(f"the catalog is read-only: only one SELECT statement is allowed, got "
-                           f"{', '.join(kinds) or 'nothing'}; write results with --format csv/json instead",
+                           f"{', '.join(said) or 'nothing'}; write results with --format csv/json instead",
                            reason="query")
 
 

@@ -151,6 +151,12 @@ class NoPerson(Filtered):
     reason = "no_person"
 
 
+class RangeOutsideVideo(Filtered):
+    """The list's ``start_s`` lies at or after the end of the video: there is no frame to process."""
+
+    reason = "range_outside"
+
+
 class TooShort(Filtered):
     reason = "too_short"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from catalog.layout import RunLayout
-from ingest.errors import G1ForgeError, InputNotFound, NoPerson, classify_exception
+from ingest.errors import G1ForgeError, InputNotFound, NoPerson, RangeOutsideVideo, classify_exception
 from ingest.items import VideoItem
 from pipeline.backends.base import PoseBackend
 from pipeline.motion import HumanClip, PoseResult
@@ -132,6 +132,7 @@ def fetch_video(item: VideoItem, config, download_dir: Path, config_hash: str, b
         path = _local_path(item, config, download_dir, row)
         if needs_video:
             _probe_into(path, row)
+            _check_range(item, row)
         fetched.path = str(path) if path is not None else None
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -244,6 +245,14 @@ def _local_path(item: VideoItem, config, download_dir: Path, row: dict) -> Path 
     return Path(path)
 
 
+def _check_range(item: VideoItem, row: dict) -> None:
+    """Raise :class:`RangeOutsideVideo` when the item's ``start_s`` is at or past the probed duration."""
+    duration_s = row.get("duration_s")
+    if item.start_s is not None and duration_s and item.start_s >= duration_s:
+        raise RangeOutsideVideo(f"start_s={item.start_s:g} s is at or after the end of the video ({duration_s:.2f} s): "
+                                "fix start_s/end_s in the list")
+
+
 def _probe_into(path: Path, row: dict) -> None:
     from ingest.probe import probe_video
 
@@ -299,7 +308,7 @@ def _clips_into(outcome: VideoOutcome, result: PoseResult, config) -> None:
     if n_ok:
         row.update(status="ok", reason="")
     else:
-        row.update(status="filtered", reason=f"no_clip: {_no_clip_reason(clips)}")
+        row.update(status="filtered", reason=_no_clip_reason(clips))
 
 
 def _retarget_into(outcome: VideoOutcome, retarget: RetargetStage) -> None:

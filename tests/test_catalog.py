@@ -75,6 +75,15 @@ def test_query_is_read_only(tmp_path):
     assert db.run_query(layout.root, "SELECT count(*) AS n FROM videos").to_pylist() == [{"n": 1}]
 
 
+@pytest.mark.parametrize("sql, named", [
+    ("INSTALL httpfs", "got INSTALL;"), ("load httpfs", "got LOAD;"), ("COPY videos TO 'x.csv'", "got COPY;"),
+    ("SELECT 1; select 2", "got SELECT, SELECT;"),
+])
+def test_a_refused_statement_is_named_as_written(sql, named):
+    with pytest.raises(G1ForgeError, match=named):
+        db.check_select_only(sql)
+
+
 def test_run_folder_can_move(tmp_path):
     layout = _prepare(tmp_path)
     _publish(layout, "file-eeee")

@@ -208,3 +208,25 @@ def test_gpu_backend_without_a_gpu_fails_each_video_with_the_fix(tmp_path):
     rows = run_query(tmp_path / "out", "SELECT status, reason FROM videos").to_pylist()
     assert report.counts == {"failed": 2} and len(rows) == 2
     assert all(r["reason"].startswith("no_gpu:") and "g1forge doctor" in r["reason"] for r in rows)
+
+
+def test_a_range_past_the_end_and_a_video_without_clips_say_why_once(tmp_path):
+    """A list range that starts after the video ends is filtered as ``range_outside`` (not "no person in 0
+    frames"); a video whose windows are all filtered reads ``no_clip: ...`` with the code once."""
+    from ingest.items import VideoItem
+    from pipeline.process import fetch_video, finish_video
+    from video_factory import make_video
+
+    video = make_video(tmp_path / "two_s.mp4", num_frames=60, fps=30.0)
+    item = VideoItem(video_id="file-range", uri=str(video), kind="file", start_s=100.0, end_s=200.0)
+    fetched = fetch_video(item, RunConfig(), tmp_path / "dl", "abc", "mediapipe")
+    assert fetched.row["status"] == "filtered"
+    assert fetched.row["reason"].startswith("range_outside: start_s=100 s is at or after the end of the video (2.")
+
+    from motion_factory import look_at_camera, make_pose_result, make_track, walking_motion
+
+    short = make_track(walking_motion(num_frames=20, fps=30.0), look_at_camera())  # 0.67 s: too short
+    row = {"video_id": "file-short"}
+    outcome = finish_video(row, make_pose_result([short], num_frames=20, fps=30.0), RunConfig())
+    assert outcome.video_row["status"] == "filtered"
+    assert outcome.video_row["reason"].startswith("no_clip: ") and "no_clip: no_clip" not in outcome.video_row["reason"]
