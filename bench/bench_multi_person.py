@@ -47,10 +47,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the composed-video helpers
 
 from ingest.decode import iter_frames  # noqa: E402
 from ingest.items import VideoItem  # noqa: E402
 from pipeline.backends.base import create_backend  # noqa: E402
+from video_factory import decode_rgb, fit_to_height, write_rgb_mp4  # noqa: E402
 
 VIDEOS = ROOT.parent / "shared" / "videos"
 RESULTS = ROOT / "bench" / "results" / "bench_multi_person.json"
@@ -64,40 +66,16 @@ MAX_SIDE = 640
 # --- inputs ------------------------------------------------------------------------------------------------
 
 
-def _decode(path: Path, n: int, start: int = 0, max_side_px: int | None = None) -> list[np.ndarray]:
-    out = []
-    with iter_frames(path, max_side_px=max_side_px) as it:
-        for f in it:
-            if f.frame_idx >= start:
-                out.append(f.rgb)
-            if len(out) >= n:
-                break
-    return out
-
-
-def _fit(rgb: np.ndarray, w: int = QW, h: int = QH) -> np.ndarray:
-    """Scale to height ``h``, then centre-crop or pad (edge replication) to width ``w``."""
-    import cv2
-
-    sw = int(round(rgb.shape[1] * h / rgb.shape[0]))
-    img = cv2.resize(rgb, (sw, h), interpolation=cv2.INTER_AREA)
-    if sw >= w:
-        x0 = (sw - w) // 2
-        return np.ascontiguousarray(img[:, x0:x0 + w])
-    left = (w - sw) // 2
-    return cv2.copyMakeBorder(img, 0, 0, left, w - sw - left, cv2.BORDER_REPLICATE)
-
-
 def build_sources(n: int) -> tuple[list[list[np.ndarray]], np.ndarray]:
     """Four lists of ``n`` 640x360 person frames, and the 640x360 static background."""
     import cv2
 
-    runner = _decode(VIDEOS / "phalp_runner.mp4", n + 60)
+    runner = decode_rgb(VIDEOS / "phalp_runner.mp4", n + 60)
     people = [
-        [_fit(f) for f in runner[:n]],
-        [_fit(f) for f in _decode(VIDEOS / "dance.mp4", n, max_side_px=1280)],
-        [_fit(f) for f in _decode(VIDEOS / "gvhmr_tennis.mp4", n)],
-        [_fit(np.ascontiguousarray(f[:, ::-1])) for f in runner[60:60 + n]],
+        [fit_to_height(f, QW, QH) for f in runner[:n]],
+        [fit_to_height(f, QW, QH) for f in decode_rgb(VIDEOS / "dance.mp4", n, max_side_px=1280)],
+        [fit_to_height(f, QW, QH) for f in decode_rgb(VIDEOS / "gvhmr_tennis.mp4", n)],
+        [fit_to_height(np.ascontiguousarray(f[:, ::-1]), QW, QH) for f in runner[60:60 + n]],
     ]
     # the right 720 px of the runner's first frame hold no one (he stays near x = 700-840 of 1920)
     bg = cv2.resize(runner[0][300:705, 1200:1920], (QW, QH), interpolation=cv2.INTER_AREA)
@@ -112,22 +90,6 @@ def compose(people: list[list[np.ndarray]], bg: np.ndarray, count: int) -> list[
             canvas[y0:y0 + QH, x0:x0 + QW] = people[q][k] if q < count else bg
         frames.append(canvas)
     return frames
-
-
-def write_mp4(path: Path, frames: list[np.ndarray], fps: int = FPS) -> Path:
-    import av
-
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "18"}
-        for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 # --- passes ------------------------------------------------------------------------------------------------
@@ -233,8 +195,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_multi_person_") as tmp:
         paths, decoded = {}, {}
         for c in counts:
-            paths[c] = write_mp4(Path(tmp) / f"people_{c}.mp4", compose(people, bg, c))
-            decoded[c] = _decode(paths[c], args.frames, max_side_px=MAX_SIDE)
+            paths[c] = write_rgb_mp4(Path(tmp) / f"people_{c}.mp4", compose(people, bg, c), fps=FPS)
+            decoded[c] = decode_rgb(paths[c], args.frames, max_side_px=MAX_SIDE)
         n = len(decoded[1])
         lm_cpu_ms, lm_wall_ms = landmark_pass_ms(decoded[1], args.threads)
         # warm-up (first calls of each interpreter/graph are slow)

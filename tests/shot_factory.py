@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from video_factory import decode_rgb
+
 SIZE_WH = (640, 360)
 VIDEOS_DIR = Path(__file__).resolve().parents[2] / "shared" / "videos"
 #: Real continuous shots (no shot change inside): name -> what a detector must not mistake for a shot change.
@@ -53,18 +55,8 @@ def fit_frame(rgb: np.ndarray, size_wh: tuple[int, int] = SIZE_WH) -> np.ndarray
 
 def load_frames(path: str | Path, num: int | None = None, start: int = 0, fit: bool = True) -> list[np.ndarray]:
     """Frames ``start .. start+num-1`` of a video decoded at long side 640 px (``fit``: made 640x360)."""
-    from ingest.decode import iter_frames
-
-    out: list[np.ndarray] = []
-    frames = iter_frames(path, max_side_px=640)
-    with frames:
-        for i, fr in enumerate(frames):
-            if i < start:
-                continue
-            out.append(fit_frame(fr.rgb) if fit else fr.rgb)
-            if num is not None and len(out) >= num:
-                break
-    return out
+    frames = decode_rgb(path, num, start, max_side_px=640)
+    return [fit_frame(f) for f in frames] if fit else frames
 
 
 def _blend(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:

@@ -21,6 +21,7 @@ from ingest.errors import ConfigError
 from ingest.items import VideoItem
 from pipeline.identity import jump_steps, split_identity_jumps
 from tests.conftest import SHARED_VIDEOS
+from video_factory import decode_rgb, fit_to_height, write_rgb_mp4
 
 pytest.importorskip("mediapipe")
 pytest.importorskip("ai_edge_litert")
@@ -42,36 +43,6 @@ NUM_FRAMES = 90  # 3 s at 30 fps
 def _require_videos():
     if not SHARED_VIDEOS.is_dir():
         pytest.skip(f"{SHARED_VIDEOS} is absent: clone the project with ../shared beside it to run this test")
-
-
-def _decode(path, n: int, max_side_px: int | None = None) -> list[np.ndarray]:
-    """The first ``n`` RGB frames of ``path``."""
-    from ingest.decode import iter_frames
-
-    out = []
-    with iter_frames(path, max_side_px=max_side_px) as it:
-        for f in it:
-            out.append(f.rgb)
-            if len(out) >= n:
-                break
-    return out
-
-
-def write_mp4(path, frames: list[np.ndarray], fps: int = FPS):
-    """Write RGB frames (even width and height) as an H.264 MP4 (near-lossless) with PyAV."""
-    import av
-
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "18"}
-        for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 def _run(path, end_s: float | None = None, **options):
@@ -111,31 +82,18 @@ def _describe(result) -> str:
 # --- compositions ------------------------------------------------------------------------------------------
 
 
-def _fit(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
-    """``rgb`` scaled to height ``h`` and centred in a ``w`` x ``h`` canvas, sides filled by edge replication
-    (cropped around the centre if wider)."""
-    s = h / rgb.shape[0]
-    sw = int(round(rgb.shape[1] * s))
-    img = cv2.resize(rgb, (sw, h), interpolation=cv2.INTER_AREA)
-    if sw >= w:
-        x0 = (sw - w) // 2
-        return np.ascontiguousarray(img[:, x0:x0 + w])
-    left = (w - sw) // 2
-    return cv2.copyMakeBorder(img, 0, 0, left, w - sw - left, cv2.BORDER_REPLICATE)
-
-
 @pytest.fixture(scope="module")
 def side_by_side_video(tmp_path_factory):
     """1280x720, 30 fps, 3 s: the runner (a 967x1088 crop around him, scaled to 640x720) in the left half,
     the dancer (scaled to 720 px tall, sides replicated) in the right half."""
     _require_videos()
-    runner = _decode(RUNNER, NUM_FRAMES)
-    dance = _decode(DANCE, NUM_FRAMES, max_side_px=1280)
+    runner = decode_rgb(RUNNER, NUM_FRAMES)
+    dance = decode_rgb(DANCE, NUM_FRAMES, max_side_px=1280)
     frames = []
     for a, b in zip(runner, dance):
         left = cv2.resize(a[:, 287:287 + 967], (640, 720), interpolation=cv2.INTER_AREA)
-        frames.append(np.hstack([left, _fit(b, 640, 720)]))
-    return write_mp4(tmp_path_factory.mktemp("sbs") / "side_by_side.mp4", frames)
+        frames.append(np.hstack([left, fit_to_height(b, 640, 720)]))
+    return write_rgb_mp4(tmp_path_factory.mktemp("sbs") / "side_by_side.mp4", frames, fps=FPS)
 
 
 #: crossing: canvas size, pelvis x path of the front person (left to right; the one behind goes back)
@@ -159,7 +117,7 @@ def crossing_video(tmp_path_factory):
     import mediapipe as mp
 
     _require_videos()
-    src = [f[:CROSS_H] for f in _decode(RUNNER, NUM_FRAMES, max_side_px=CROSS_W)]  # 640x363 -> 640x360
+    src = [f[:CROSS_H] for f in decode_rgb(RUNNER, NUM_FRAMES, max_side_px=CROSS_W)]  # 640x363 -> 640x360
     masks = []
     with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, enable_segmentation=True) as pose:
         for rgb in src:
@@ -193,7 +151,7 @@ def crossing_video(tmp_path_factory):
             centres.append(float((cols * w).sum() / w.sum()) if len(cols) else np.nan)
         truth.append((centres[0], centres[1], height0, float(visible_behind.sum() / max(behind.sum(), 1.0))))
         frames.append(np.clip(canvas, 0, 255).astype(np.uint8))
-    path = write_mp4(tmp_path_factory.mktemp("cross") / "crossing.mp4", frames)
+    path = write_rgb_mp4(tmp_path_factory.mktemp("cross") / "crossing.mp4", frames, fps=FPS)
     return path, np.array(truth)
 
 

@@ -193,3 +193,54 @@ def make_audio_only(path: str | Path, *, duration_s: float = 1.0, sample_rate_hz
     finally:
         container.close()
     return path
+
+
+# --- real frames, for composed test and benchmark videos ----------------------------------------------------
+
+
+def decode_rgb(path: str | Path, num: int | None = None, start: int = 0,
+               max_side_px: int | None = None) -> list[np.ndarray]:
+    """Decoded RGB frames ``start .. start+num-1`` of ``path`` (``num`` None: to the end), long side at most
+    ``max_side_px``."""
+    from ingest.decode import iter_frames
+
+    out: list[np.ndarray] = []
+    with iter_frames(path, max_side_px=max_side_px) as frames:
+        for i, fr in enumerate(frames):
+            if i < start:
+                continue
+            out.append(fr.rgb)
+            if num is not None and len(out) >= num:
+                break
+    return out
+
+
+def fit_to_height(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
+    """``rgb`` scaled to height ``h`` and centred in a ``w`` x ``h`` canvas: the sides filled by edge replication,
+    or cropped around the centre if wider."""
+    import cv2
+
+    sw = int(round(rgb.shape[1] * h / rgb.shape[0]))
+    img = cv2.resize(rgb, (sw, h), interpolation=cv2.INTER_AREA)
+    if sw >= w:
+        x0 = (sw - w) // 2
+        return np.ascontiguousarray(img[:, x0:x0 + w])
+    left = (w - sw) // 2
+    return cv2.copyMakeBorder(img, 0, 0, left, w - sw - left, cv2.BORDER_REPLICATE)
+
+
+def write_rgb_mp4(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> Path:
+    """Write RGB frames (even width and height) as a near-lossless H.264 MP4 (crf 18) with PyAV."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "18"}
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return Path(path)
