@@ -343,7 +343,8 @@ def _build_clip(
         floating_height_m=cfg.floating_height_m,
     )
 
-    metrics.update(trajectory.metrics(aligned.up_cam, fps, rotations))
+    metrics.update(trajectory.metrics(aligned.up_cam, fps,
+                                      math.nan if camera is None else camera.rotation_path_deg()))
 
     smpl = None
     if track.smpl is not None:

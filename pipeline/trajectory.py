@@ -120,21 +120,17 @@ class Trajectory:
     def method_id(self) -> int:
         return TRAJECTORY_METHODS.index(self.method)
 
-    def metrics(self, up: np.ndarray, fps: float, R_cam0_from_cam: np.ndarray | None) -> dict[str, float]:
+    def metrics(self, up: np.ndarray, fps: float, camera_rotation_deg: float = float("nan")) -> dict[str, float]:
         """The clip columns :data:`TRAJECTORY_METRIC_NAMES`: method id, recovered (1/0), the shares of steps
         with a moving camera and with odometry, the root's horizontal path length (m, ``up`` in cam0, measured
-        on the root low-passed at :data:`PATH_SMOOTHING_HZ`) and the camera's total rotation over the clip
-        (degrees; NaN when unknown)."""
+        on the root low-passed at :data:`PATH_SMOOTHING_HZ`) and the camera's rotation over the clip as given
+        (degrees, :meth:`pipeline.camera_motion.CameraMotion.rotation_path_deg`; NaN when unknown)."""
         steps = np.diff(lowpass(self.root_m, fps, PATH_SMOOTHING_HZ), axis=0)  # depth noise would add length
         horizontal = steps - np.outer(steps @ up, up)
-        rotation = np.nan
-        if R_cam0_from_cam is not None and len(R_cam0_from_cam) > 1:
-            rel = np.einsum("tba,tbc->tac", R_cam0_from_cam[:-1], R_cam0_from_cam[1:])  # R_prev_from_cur
-            cos = np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0)
-            rotation = float(np.degrees(np.arccos(cos)).sum())
         return {"trajectory_method_id": float(self.method_id), "trajectory_recovered": float(self.recovered),
                 "camera_moving_frac": self.camera_moving_frac, "odometry_frac": self.odometry_frac,
-                "root_path_m": float(np.linalg.norm(horizontal, axis=1).sum()), "camera_rotation_deg": rotation}
+                "root_path_m": float(np.linalg.norm(horizontal, axis=1).sum()),
+                "camera_rotation_deg": float(camera_rotation_deg)}
 
 
 def recover_trajectory(

@@ -51,6 +51,7 @@ from ingest.decode import iter_frames, prefetch
 from ingest.errors import BackendError, ConfigError, MissingDependencyError
 from ingest.items import VideoItem
 from pipeline.backends.base import PoseBackend, options_from_dict, register_backend
+from pipeline.backends.blazepose import BlazePoseModels, Roi, roi_from_detection, roi_from_landmarks
 from pipeline.backends.mediapipe_backend import _build_track, shared_option_problems
 from pipeline.camera import default_focal_px
 from pipeline.camera_motion import CameraMotionAccumulator
@@ -167,7 +168,7 @@ WORLD_FILTER = (0.1, 40.0, 1.0)
 class _Person:
     """One person being followed: the region for the next frame and the filter of the points that place it."""
 
-    roi: object  # blazepose.Roi
+    roi: Roi
     aux_filter: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(*AUX_FILTER))
     landmark_filter: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(*LANDMARK_FILTER))
     world_filter: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(*WORLD_FILTER))
@@ -239,8 +240,6 @@ class MultiPersonBackend(PoseBackend):
 
     def __init__(self, **options):
         self.options = MultiPersonOptions.from_dict(options)
-        from pipeline.backends.blazepose import BlazePoseModels
-
         self._models = BlazePoseModels(num_threads=self.options.num_threads)
         self._norfair = _import_norfair()
         import mediapipe
@@ -365,8 +364,6 @@ class MultiPersonBackend(PoseBackend):
 
     def _new_people(self, rgb: np.ndarray, people: list[_Person]) -> list[_Person]:
         """People the detector finds in ``rgb`` that no current region already covers."""
-        from pipeline.backends.blazepose import roi_from_detection
-
         o = self.options
         if o.detect_tiles:
             found = self._models.detect_people_tiled(rgb, min_score=o.min_detection_confidence)
@@ -390,8 +387,6 @@ class MultiPersonBackend(PoseBackend):
         """Run the landmark model in every person's region; returns this frame's observations, the people still
         followed (regions moved to the next frame, ``dt_s`` after the previous one) and whether anyone was
         lost."""
-        from pipeline.backends.blazepose import roi_from_landmarks
-
         o = self.options
         kept: list[tuple[_Person, _Observation]] = []
         lost = False
@@ -444,8 +439,6 @@ class MultiPersonBackend(PoseBackend):
         """Follow a person found late back through the frames before (``history``: (frame_idx, rgb, time_s),
         oldest first), from the region of their first observation, while the landmark model keeps them and
         nobody already tracked stands there (``taken``: frame -> boxes); prepends to ``seen``."""
-        from pipeline.backends.blazepose import roi_from_landmarks
-
         first_idx, first = seen[0]
         person = _Person(roi=roi_from_landmarks(first.aux))
         later_time_s = None
