@@ -13,6 +13,8 @@ time; nothing is written to disk. Conventions:
   ``rgb`` is what a player shows; ``source_hw`` is the upright size at full resolution.
 - ``max_side_px`` downsizes frames (aspect kept) inside libswscale while converting to RGB; pixel coordinates in
   the small frame map back to the source by multiplying by ``source_hw[1] / rgb.shape[1]``.
+- A stream whose average rate cannot be a frame rate (a broken time base, e.g. an MP4 ``mdhd`` timescale of 0)
+  raises :class:`ingest.errors.BadTiming` on opening instead of yielding made-up times.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ingest.errors import AudioOnly, DecodeError, ProbeError, require_module
+from ingest.probe import bad_timing, frame_rate_problem
 
 #: Frames with a B-frame reordering depth beyond this many packets are not expected in real streams; the packet
 #: count used to find the first index after a seek stops this many packets past the target time.
@@ -132,6 +135,7 @@ class VideoFrames:
             self._start_pts = stream.start_time or 0
             self.average_fps = float(stream.average_rate) if stream.average_rate else 0.0
             self.num_frames_header = int(stream.frames or 0)
+            self._check_frame_rate(stream)
             cc = stream.codec_context
             self._coded_wh = (int(cc.width), int(cc.height))
             self.rotation_ccw_deg = _rotation_ccw_deg(None, stream.metadata.get("rotate"))
@@ -156,6 +160,15 @@ class VideoFrames:
             self.source_hw = self._upright_hw(self._pending.width, self._pending.height)
 
     # -- setup --------------------------------------------------------------------------------------------
+
+    def _check_frame_rate(self, stream) -> None:
+        """Raise :class:`BadTiming` when the stream's average rate cannot be a frame rate (a broken time base:
+        frame times and ``average_fps`` would be made up; :func:`ingest.probe.probe_video` checks the rest)."""
+        problem = frame_rate_problem(self.average_fps)
+        if problem is not None:
+            duration_s = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+            raise bad_timing(self.path, problem, num_frames=self.num_frames_header, duration_s=duration_s,
+                             fps=self.average_fps, codec=str(stream.codec_context.name))
 
     def _upright_hw(self, width: int, height: int) -> tuple[int, int]:
         return (width, height) if self.rotation_ccw_deg in (90, 270) else (height, width)
@@ -317,7 +330,9 @@ def iter_frames(
     ``rotation_ccw_deg``; use it as a context manager (or exhaust it) to close the file promptly.
 
     Raises :class:`ProbeError` if the file cannot be opened as a video, :class:`AudioOnly` if it has no video
-    stream, :class:`DecodeError` (message names the frame index reached) if decoding fails part way.
+    stream, :class:`BadTiming` if its average rate cannot be a frame rate (a broken time base, see
+    :func:`ingest.probe.frame_rate_problem`), :class:`DecodeError` (message names the frame index reached) if
+    decoding fails part way.
     """
     return VideoFrames(path, start_s=start_s, end_s=end_s, max_side_px=max_side_px, thread_count=thread_count)
 

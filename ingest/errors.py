@@ -119,6 +119,13 @@ class AudioOnly(ProbeError):
     reason = "audio_only"
 
 
+class BadTiming(ProbeError):
+    """The video's frame count, duration and frame rate do not add up (a broken time base, e.g. an MP4 track whose
+    ``mdhd`` timescale is 0): its frame times cannot be trusted. The message gives the numbers and how to re-mux."""
+
+    reason = "bad_timing"
+
+
 class DecodeError(G1ForgeError):
     """Decoding failed part way through a video."""
 

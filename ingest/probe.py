@@ -1,9 +1,16 @@
 """Read what a video file holds (:class:`VideoProbe`) with PyAV, without decoding the whole video.
 
-One demux pass reads the first ~120 video packets (their timestamps give the frame-rate regularity) and
+One demux pass reads the first ~136 video packets (their timestamps give the frame-rate regularity) and
 decodes the first frame (it proves the codec is decodable and carries the display matrix). The frame count
-comes from the container header; only when the header has none (Matroska/WebM) is the rest of the stream
-demuxed, packet by packet, without decoding.
+comes from the container header. The rest of the stream is demuxed, packet by packet, without decoding, when
+the header has no count (Matroska/WebM) or its count disagrees with its duration and frame rate; whenever the
+whole stream was read (short videos too), the frame count is the number of frames decoding will show (packets an
+edit list leaves out are not counted).
+
+The timing must add up (:func:`check_timing`): a stream whose frame rate is implausible, whose frame count does not
+fit its duration at its frame rate, or whose header lists many more frames than the stream holds (all seen when an
+MP4 track's ``mdhd`` timescale is 0: FFmpeg then counts in whole seconds, so 60 frames at 30 fps become one frame
+every 3000 s) fails with :class:`BadTiming` instead of becoming a clip with made-up times.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ingest.errors import AudioOnly, InputNotFound, MissingDependencyError, ProbeError
+from ingest.errors import AudioOnly, BadTiming, InputNotFound, MissingDependencyError, ProbeError
 from ingest.items import VideoProbe
 
 VFR_SAMPLE_FRAMES = 120
@@ -22,6 +29,16 @@ VFR_SAMPLE_FRAMES = 120
 VFR_TOLERANCE = 0.01
 """Relative spread of frame durations above which a stream is variable frame rate."""
 _MAX_REORDER_PACKETS = 16  # B-frame reordering depth bound: read this many extra packets before sorting
+
+MIN_PLAUSIBLE_FPS = 0.1
+"""Frame rates below this (a frame every 10 s) are a broken time base, or a time-lapse with no motion to track."""
+MAX_PLAUSIBLE_FPS = 10_000.0
+"""Frame rates above this are taken as a broken time base."""
+TIMING_MISMATCH_FACTOR = 2.0
+"""Frame count and ``duration_s * fps`` may differ by this factor (plus one frame) before the timing is wrong."""
+RECOUNT_TOLERANCE = 0.02
+"""Relative difference between the header's frame count and ``duration_s * fps`` (plus one frame) above which the
+probe demuxes the whole stream to count the frames itself."""
 
 _HEAD_BYTES = 512
 
@@ -106,6 +123,91 @@ def is_vfr_from_pts(pts_ticks: Sequence[int], *, tolerance: float = VFR_TOLERANC
     return any(abs(d - median) > limit for d in deltas)
 
 
+def frame_rate_problem(fps: float) -> str | None:
+    """Why ``fps`` (frames / second) cannot be a video's frame rate, or None when it can; 0 means unknown (allowed:
+    frame times then come from timestamps alone)."""
+    if not 0.0 <= fps < math.inf:  # NaN, infinities, negatives
+        return f"a frame rate of {fps:.3g} fps is not a rate"
+    if fps == 0.0:
+        return None
+    if fps < MIN_PLAUSIBLE_FPS:
+        return (f"one frame every {1.0 / fps:.4g} s ({fps:.3g} fps) is below {MIN_PLAUSIBLE_FPS:g} fps: the track's "
+                "time base is broken (or the video is a time-lapse, which holds no motion to track)")
+    if fps > MAX_PLAUSIBLE_FPS:
+        return f"{fps:.4g} fps is above {MAX_PLAUSIBLE_FPS:g} fps: the track's time base is broken"
+    return None
+
+
+def timing_problem(num_frames: int, duration_s: float, fps: float, *, fps_is_estimate: bool = False) -> str | None:
+    """What does not add up between a stream's frame count N, duration (seconds) and frame rate (frames / second),
+    or None when they agree.
+
+    - the duration must be a finite number >= 0 and the frame rate pass :func:`frame_rate_problem`;
+    - N frames at ``fps`` last N / fps seconds, so a known duration (> 0) holds ``duration_s * fps`` frames, which
+      must be within a factor F = :data:`TIMING_MISMATCH_FACTOR` of N, give or take one frame (whether the last
+      frame's own duration is counted varies): ``N / F - 1 <= duration_s * fps <= F * N + 1``.
+      ``fps_is_estimate`` skips this comparison: FFmpeg guesses the rate of a container without a frame count
+      (Matroska, WebM) from its first frames, which for a variable frame rate can be far from the average; the
+      frames' own timestamps then give their times.
+    """
+    if not 0.0 <= duration_s < math.inf:
+        return f"a duration of {duration_s:.2f} s is not a duration"
+    rate = frame_rate_problem(fps)
+    if rate is not None:
+        return rate
+    if fps_is_estimate or fps == 0.0 or duration_s == 0.0 or num_frames <= 0:
+        return None
+    held = duration_s * fps
+    if held < num_frames / TIMING_MISMATCH_FACTOR - 1:
+        return (f"{num_frames} frames at {fps:.3g} fps last {num_frames / fps:.4g} s, far more than the "
+                f"{duration_s:.2f} s the track lasts")
+    if held > TIMING_MISMATCH_FACTOR * num_frames + 1:
+        return (f"{duration_s:.2f} s at {fps:.3g} fps hold {held:.0f} frames, far more than the track's "
+                f"{num_frames} frames")
+    return None
+
+
+def check_timing(path: str | os.PathLike[str], *, num_frames: int, duration_s: float, fps: float,
+                 fps_is_estimate: bool = False, header_frames: int = 0, codec: str = "") -> None:
+    """Raise :class:`BadTiming` when :func:`timing_problem` finds that the numbers do not add up.
+
+    header_frames: the frame count of the container's header when it differs from ``num_frames`` (the frames
+    decoding shows); it is named in the message and, with ``duration_s``, suggests the frame rate to re-mux at.
+    codec: the stream's codec name: H.264 and HEVC get a re-mux command.
+    """
+    problem = timing_problem(num_frames, duration_s, fps, fps_is_estimate=fps_is_estimate)
+    if problem is not None:
+        raise bad_timing(path, problem, num_frames=num_frames, duration_s=duration_s, fps=fps,
+                         header_frames=header_frames, codec=codec)
+
+
+def bad_timing(path: str | os.PathLike[str], problem: str, *, num_frames: int, duration_s: float, fps: float,
+               header_frames: int = 0, codec: str = "") -> BadTiming:
+    """The :class:`BadTiming` error for ``problem``: the numbers, what is wrong and how to repair the file."""
+    frames = f"{num_frames} frame{'' if num_frames == 1 else 's'}"
+    header = f"; its header lists {header_frames} frames" if header_frames and header_frames != num_frames else ""
+    return BadTiming(
+        f"{path}: the video track's timing does not add up ({frames} in {duration_s:.2f} s at {fps:.3g} fps{header}): "
+        f"{problem}; {_repair_advice(max(header_frames, num_frames), duration_s, codec)}"
+    )
+
+
+def _repair_advice(num_frames: int, duration_s: float, codec: str) -> str:
+    """How to give the file sound timestamps: re-mux its bitstream at the real frame rate (H.264/HEVC), which
+    ``num_frames / duration_s`` suggests when that is a plausible rate, else re-encode it from its source."""
+    rate = num_frames / duration_s if num_frames > 1 and 0 < duration_s < math.inf else 0.0
+    if rate > 0 and frame_rate_problem(rate) is None:
+        rate_text = f"{rate:.3f}".rstrip("0").rstrip(".")
+        known = f" ({num_frames} frames in {duration_s:.2f} s make {rate_text} fps)"
+    else:
+        rate_text, known = "RATE", ""
+    if codec in ("h264", "hevc"):
+        return (f"re-mux it with timestamps at its real frame rate{known}: ffmpeg -ignore_editlist 1 -i IN "
+                f"-map 0:v:0 -c copy -f {codec} video.{codec} && ffmpeg -r {rate_text} -i video.{codec} -c copy "
+                "OUT.mp4 (or re-encode it from its source)")
+    return f"re-encode it from its source, or re-mux it with ffmpeg at its real frame rate{known}"
+
+
 def _open_error(path: Path, size_bytes: int, exc: Exception) -> ProbeError:
     """A ProbeError whose message says what the file looks like."""
     with open(path, "rb") as handle:
@@ -188,20 +290,15 @@ def _probe_stream(av, container, stream, path: Path, size_bytes: int) -> VideoPr
     header_frames = int(stream.frames or 0)
     _check_index_within_file(stream, path, size_bytes)
 
-    sample_pts: list[int] = []
-    num_packets = 0
-    last_end_ticks: int | None = None
+    packets = container.demux(stream)
+    tally = _PacketTally()
+    reached_end = True
     first_frame = None
     decode_error: Exception | None = None
-    for packet in container.demux(stream):
+    for packet in packets:
         if packet.size == 0:  # the flush packet at the end
             continue
-        num_packets += 1
-        if packet.pts is not None:
-            if len(sample_pts) < VFR_SAMPLE_FRAMES + _MAX_REORDER_PACKETS:
-                sample_pts.append(packet.pts)
-            end = packet.pts + (packet.duration or 0)
-            last_end_ticks = end if last_end_ticks is None else max(last_end_ticks, end)
+        tally.add(packet)
         if first_frame is None:
             try:  # a stream cut before a key frame fails on its first packets: keep going
                 frames = codec_context.decode(packet)
@@ -211,9 +308,10 @@ def _probe_stream(av, container, stream, path: Path, size_bytes: int) -> VideoPr
                 first_frame = frames[0]
         if (
             first_frame is not None
-            and len(sample_pts) >= VFR_SAMPLE_FRAMES + _MAX_REORDER_PACKETS
+            and len(tally.sample_pts) >= VFR_SAMPLE_FRAMES + _MAX_REORDER_PACKETS
             and header_frames > 0
         ):
+            reached_end = False
             break
     if first_frame is None:
         try:
@@ -231,12 +329,12 @@ def _probe_stream(av, container, stream, path: Path, size_bytes: int) -> VideoPr
 
     time_base = stream.time_base
     tick_s = float(time_base) if time_base else 0.0
-    num_frames = header_frames if header_frames > 0 else num_packets
+    num_frames = header_frames if header_frames > 0 else tally.num_packets
 
     duration_s = _duration_s(container, stream)
-    if header_frames <= 0 and last_end_ticks is not None and tick_s > 0:
+    if header_frames <= 0 and tally.last_end_ticks is not None and tick_s > 0:
         # Counted to the end: compare where the packets stopped with the duration the header announced.
-        data_end_s = (last_end_ticks - (stream.start_time or 0)) * tick_s
+        data_end_s = (tally.last_end_ticks - (stream.start_time or 0)) * tick_s
         if duration_s <= 0:
             duration_s = data_end_s
         elif data_end_s < 0.75 * duration_s and duration_s - data_end_s > 0.5:
@@ -245,15 +343,26 @@ def _probe_stream(av, container, stream, path: Path, size_bytes: int) -> VideoPr
                 "the file is truncated; fetch it again"
             )
 
-    fps = float(stream.average_rate) if stream.average_rate else 0.0
-    if fps <= 0 and duration_s > 0:
-        fps = num_frames / duration_s
-    if fps <= 0 and stream.guessed_rate:
-        fps = float(stream.guessed_rate)
-    if duration_s <= 0 and fps > 0:
-        duration_s = num_frames / fps
+    header_duration_s = duration_s  # <= 0 when neither the header nor the packets tell
+    fps, duration_s = _rate_and_duration(stream, num_frames, header_duration_s)
+    if not reached_end and not _header_agrees(num_frames, duration_s, fps):
+        for packet in packets:  # the rest of the stream, without decoding
+            if packet.size:
+                tally.add(packet)
+        reached_end = True
+    if reached_end:  # every packet seen: count what decoding will show
+        num_frames = tally.num_shown or tally.num_packets
+        fps, duration_s = _rate_and_duration(stream, num_frames, header_duration_s)
 
-    ordered_pts = sorted(sample_pts)[: VFR_SAMPLE_FRAMES]
+    codec = str(codec_context.name)
+    check_timing(path, num_frames=num_frames, duration_s=duration_s, fps=fps, fps_is_estimate=header_frames <= 0,
+                 header_frames=header_frames, codec=codec)
+    if reached_end and header_frames > 0 and tally.num_packets < header_frames / TIMING_MISMATCH_FACTOR - 1:
+        raise bad_timing(path, f"the stream holds only {tally.num_packets} of them (FFmpeg drops the others: the "
+                         "track's time base or edit list is broken)", num_frames=num_frames, duration_s=duration_s,
+                         fps=fps, header_frames=header_frames, codec=codec)
+
+    ordered_pts = sorted(tally.sample_pts)[: VFR_SAMPLE_FRAMES]
     rotate_tag = stream.metadata.get("rotate")
     return VideoProbe(
         duration_s=float(duration_s),
@@ -262,11 +371,59 @@ def _probe_stream(av, container, stream, path: Path, size_bytes: int) -> VideoPr
         width=width,
         height=height,
         rotation_deg=rotation_cw_deg(getattr(first_frame, "rotation", None), rotate_tag),
-        codec=str(codec_context.name),
+        codec=codec,
         num_frames=int(num_frames),
         size_bytes=int(size_bytes),
         has_audio=bool(container.streams.audio),
     )
+
+
+class _PacketTally:
+    """What the demuxed packets of one stream showed so far.
+
+    num_packets: packets with data; num_shown: those not flagged discard (an edit list can hide the packets before
+    or after the part it plays: decoding drops them), i.e. the frames decoding shows; sample_pts: the first
+    ``VFR_SAMPLE_FRAMES + _MAX_REORDER_PACKETS`` timestamps (ticks); last_end_ticks: where the latest packet ends.
+    """
+
+    __slots__ = ("num_packets", "num_shown", "sample_pts", "last_end_ticks")
+
+    def __init__(self) -> None:
+        self.num_packets = 0
+        self.num_shown = 0
+        self.sample_pts: list[int] = []
+        self.last_end_ticks: int | None = None
+
+    def add(self, packet) -> None:
+        self.num_packets += 1
+        if not packet.is_discard:
+            self.num_shown += 1
+        if packet.pts is not None:
+            if len(self.sample_pts) < VFR_SAMPLE_FRAMES + _MAX_REORDER_PACKETS:
+                self.sample_pts.append(packet.pts)
+            end = packet.pts + (packet.duration or 0)
+            self.last_end_ticks = end if self.last_end_ticks is None else max(self.last_end_ticks, end)
+
+
+def _rate_and_duration(stream, num_frames: int, duration_s: float) -> tuple[float, float]:
+    """(fps, duration_s): the stream's average rate, else ``num_frames / duration_s``, else FFmpeg's guess; a
+    missing duration (<= 0) becomes ``num_frames / fps``."""
+    fps = float(stream.average_rate) if stream.average_rate else 0.0
+    if fps <= 0 and duration_s > 0:
+        fps = num_frames / duration_s
+    if fps <= 0 and stream.guessed_rate:
+        fps = float(stream.guessed_rate)
+    if duration_s <= 0 and fps > 0:
+        duration_s = num_frames / fps
+    return fps, duration_s
+
+
+def _header_agrees(num_frames: int, duration_s: float, fps: float) -> bool:
+    """Whether the header's frame count matches ``duration_s * fps`` within :data:`RECOUNT_TOLERANCE` (plus one
+    frame); when it does not, the probe counts the frames itself."""
+    if not (fps > 0 and 0 < duration_s < math.inf):
+        return False
+    return abs(duration_s * fps - num_frames) <= RECOUNT_TOLERANCE * num_frames + 1
 
 
 def _duration_s(container, stream) -> float:

@@ -12,7 +12,8 @@ Relative paths in a list resolve against the list file's folder. Entries that ca
 file, unsupported extension, malformed line, bad ``start_s``/``end_s``) never raise: they become items whose
 ``list_error`` holds ``"<reason>: <message>"`` (the ``catalog_reason()`` of an :mod:`ingest.errors` class,
 ``not_found`` or ``bad_list``) and whose id is :func:`ingest.ids.bad_entry_id` of the entry text, so the run
-records them as failed rows. Only a list file that cannot be read at all raises :class:`InputListError`.
+records them as failed rows. Only a list file that cannot be read at all raises :class:`InputListError`, and so
+does a list without inputs (empty, or only blank lines, comments or a header), whatever its format.
 
 Items with the same ``video_id`` are kept once (the first wins) and counted in ``num_duplicates``.
 """
@@ -232,15 +233,19 @@ class _Collector:
             )
             self._keep_error(error, id_text=pattern, uri=pattern, source=source)
 
-    def add_list_entries(self, entries: Iterable[_Entry], *, base_dir: str, source: str) -> None:
-        """Expand every entry of one list file, in order (the per-line loop of lists of up to ~100,000 lines)."""
+    def add_list_entries(self, entries: Iterable[_Entry], *, base_dir: str, source: str) -> int:
+        """Expand every entry of one list file, in order (the per-line loop of lists of up to ~100,000 lines).
+        Returns how many entries the list had (blank lines, comments and a header are not entries)."""
         add_entry = self.add_entry
+        num_entries = 0
         for raw_text, uri, meta, error in entries:
+            num_entries += 1
             if error is None and uri is not None:
                 add_entry(uri, base_dir=base_dir, source=source, meta=meta)
             else:
                 error = error or InputListError(f"entry {raw_text!r} has no uri")
                 self._keep_error(error, id_text=raw_text, uri=uri or raw_text, source=source)
+        return num_entries
 
 
 # --- list files --------------------------------------------------------------------------------------
@@ -358,8 +363,8 @@ def _csv_entries(path: str) -> Iterator[_Entry]:
     rows = csv.reader(lines)
     try:
         header = next(rows)
-    except StopIteration:
-        raise InputListError(f"list file {path} is empty: a CSV list needs a header with a 'uri' column") from None
+    except StopIteration:  # an empty file: no entries (collect_items says the list has no inputs)
+        return
     except csv.Error as exc:
         raise InputListError(f"list file {path}: cannot parse the CSV header ({exc})") from None
     columns = [name.strip().lower() for name in header]
@@ -502,7 +507,7 @@ def collect_items(
 
     Inputs come first, then list files, each in order; ids are computed once per entry (local files are
     hashed: :func:`ingest.ids.file_id` reads at most 3 MiB per file).
-    Raises :class:`InputListError` only for a list file that cannot be read at all.
+    Raises :class:`InputListError` only for a list file that cannot be read at all or holds no inputs.
     """
     collector = _Collector(_normalise_extensions(extensions))
     working_dir = os.getcwd()
@@ -514,7 +519,11 @@ def collect_items(
             list_path = os.path.abspath(os.fspath(list_file))
             base_dir = os.path.dirname(list_path)
             collector.result.num_by_source.setdefault(list_path, 0)
-            collector.add_list_entries(entries, base_dir=base_dir, source=list_path)
+            if not collector.add_list_entries(entries, base_dir=base_dir, source=list_path):
+                raise InputListError(
+                    f"list file {list_path} has no inputs: it is empty or holds only blank lines, comments or a "
+                    "header; add one input per line (or row), or leave the file out"
+                )
     return collector.result
 
 
