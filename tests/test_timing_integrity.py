@@ -187,6 +187,17 @@ def test_the_repair_the_message_gives_works(tmp_path):
     assert len(list(iter_frames(fixed))) == NUM_FRAMES
 
 
+def test_a_pickle_beside_a_broken_video_does_not_take_its_rate(tmp_path):
+    from pipeline.backends.phalp_pkl import probe_fps_beside
+
+    (tmp_path / "good.pkl").write_bytes(b"")
+    write_mp4(tmp_path / "good.mp4")
+    assert probe_fps_beside(tmp_path / "good.pkl") == pytest.approx(FPS, rel=1e-3)
+    (tmp_path / "broken.pkl").write_bytes(b"")
+    zero_timescale_mp4(tmp_path / "broken.mp4")
+    assert probe_fps_beside(tmp_path / "broken.pkl") is None  # the backend's own fps option or default applies
+
+
 @pytest.mark.parametrize("num_frames", [NUM_FRAMES, 300])  # 300: more frames than the probe samples
 def test_a_trimming_edit_list_probes_as_the_frames_decoding_shows(tmp_path, num_frames):
     """A valid file whose edit list plays half its media: the header lists N frames, decoding shows N / 2."""

@@ -266,7 +266,10 @@ def _smpl_params(obs: list[_Obs], where: str) -> SMPLParams | None:
 
 
 def probe_fps_beside(pkl_path: Path) -> float | None:
-    """Average frame rate of a video with the same stem next to ``pkl_path`` (PyAV), or None."""
+    """Average frame rate of a video with the same stem next to ``pkl_path`` (PyAV), or None; a rate no video can
+    have (a broken time base, :func:`ingest.probe.frame_rate_problem`) is not taken."""
+    from ingest.probe import frame_rate_problem  # noqa: PLC0415
+
     candidates = sorted(p for p in pkl_path.parent.glob(pkl_path.stem + ".*") if p.suffix.lower() != ".pkl")
     if not candidates:
         return None
@@ -279,7 +282,7 @@ def probe_fps_beside(pkl_path: Path) -> float | None:
             with av.open(str(cand)) as container:
                 if container.streams.video:
                     rate = container.streams.video[0].average_rate
-                    if rate and float(rate) > 0:
+                    if rate and float(rate) > 0 and frame_rate_problem(float(rate)) is None:
                         return float(rate)
         except Exception:  # not a video: try the next candidate
             continue
