@@ -178,7 +178,7 @@ def sequential_baseline(list_file: Path, out: Path) -> dict:
     layout = RunLayout.at(out)
     prepare_run_folder(layout, config)
     cfg, root = config.to_dict(), str(layout.root)
-    fetch, pose = FetchWorker(cfg, root, False), PoseWorker(cfg, root)
+    fetch, pose = FetchWorker(cfg, root, False, config.config_hash()), PoseWorker(cfg, root)
     finish, write = FinishWorker(cfg), CatalogWriter(root, config.config_hash())
 
     def one(item) -> dict:

@@ -5,7 +5,9 @@ queries over a hundred thousand of them spend their time opening files. :func:`c
 new *generation* ``data/_compacted/gen-<N>/<table>/part-<i>.parquet`` (sorted by video and clip/track id, zstd,
 row groups of :data:`ROW_GROUP_ROWS`), commits it by replacing ``data/_compacted/CURRENT.json``, points the
 views at it and then deletes the merged fragments. Motion ``.npz`` files and ``_done.*`` markers stay where
-they are (export reads motions by their stored paths, resume reads the markers).
+they are (export reads motions by their stored paths, resume reads the markers). A failed video's one file
+``videos.failed.<config_hash>.parquet`` is a ``videos`` fragment and its marker at once: it is merged, and
+``_done.<config_hash>`` is written in its place before it is deleted.
 
 What a table's view reads (:func:`catalog.db._table_sql`), given the committed generation ``G``:
 
@@ -47,7 +49,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from catalog.connection import configure_connection, sql_ident
-from catalog.layout import FORMAT_VERSION, TABLES, RunLayout, generation_name
+from catalog.layout import FORMAT_VERSION, TABLES, RunLayout, done_marker_name, failed_fragment_hash, generation_name
 from ingest.errors import ConfigError, G1ForgeError
 
 #: Rows per Parquet row group of a compacted file (DuckDB scans row groups in parallel and skips them by their
@@ -177,6 +179,12 @@ class Fragment:
             return False
         return (st.st_ino, st.st_mtime_ns, st.st_size) == (self.inode, self.mtime_ns, self.size_bytes)
 
+    @property
+    def failed_hash(self) -> str | None:
+        """The configuration hash of a failed video's one file (``videos.failed.<config_hash>.parquet``), which
+        is the video's marker too; None for the fragments of a video with a ``_done.<config_hash>`` marker."""
+        return failed_fragment_hash(self.path.name)
+
 
 def list_fragments(layout: RunLayout) -> list[Fragment]:
     """Every per-video fragment file under ``data/<shard>/<video_id>/`` (not the schema fragments), sorted by
@@ -194,6 +202,11 @@ def list_fragments(layout: RunLayout) -> list[Fragment]:
 _FRAGMENT_NAMES = {f"{t}.parquet": t for t in TABLES}
 
 
+def _fragment_table(name: str) -> str | None:
+    """The table a file directly in a video folder is a fragment of (a failed video's one file: ``videos``)."""
+    return _FRAGMENT_NAMES.get(name) or ("videos" if failed_fragment_hash(name) is not None else None)
+
+
 def _list_shard(shard: str) -> list[Fragment]:
     out = []
     with os.scandir(shard) as videos:
@@ -202,7 +215,7 @@ def _list_shard(shard: str) -> list[Fragment]:
                 continue
             with os.scandir(video.path) as files:
                 for f in files:
-                    table = _FRAGMENT_NAMES.get(f.name)
+                    table = _fragment_table(f.name)
                     if table is None:
                         continue
                     st = f.stat(follow_symlinks=False)
@@ -211,11 +224,22 @@ def _list_shard(shard: str) -> list[Fragment]:
 
 
 def _delete_if_unchanged(frag: Fragment) -> bool:
-    """Delete ``frag`` unless it was replaced since it was listed; True if deleted."""
+    """Delete ``frag`` unless it was replaced since it was listed; True if deleted. A failed video's one file is
+    its marker too: ``_done.<config_hash>`` is written in its place first, so resume still skips the video."""
     if not frag.unchanged():
         return False
+    if frag.failed_hash is not None:
+        _write_marker(frag.path.parent / done_marker_name(frag.failed_hash),
+                      {"video_id": frag.video_id, "config_hash": frag.failed_hash, "status": "failed"})
     frag.path.unlink(missing_ok=True)
     return True
+
+
+def _write_marker(path: Path, content: dict) -> None:
+    """Write a completion marker through a hidden temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp.write_text(json.dumps(content))
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -437,8 +461,9 @@ def _write_generation(layout: RunLayout, state: CompactionState, new: int, fragm
             if sources:
                 parts.append("SELECT * FROM read_parquet($files, union_by_name = true)")
             if state.generation:
-                con.register("fresh_videos", pa.table({"video_id": pa.array(sorted({f.video_id for f in frags}),
-                                                                              pa.string())}))
+                # a failed video's one file replaces its every table: its older tracks and clips go too
+                fresh = {f.video_id for f in fragments if f.table == table or f.failed_hash is not None}
+                con.register("fresh_videos", pa.table({"video_id": pa.array(sorted(fresh), pa.string())}))
                 old = str(layout.root / RunLayout.compacted_glob(state.generation, table))
                 parts.insert(0, f"SELECT c.* FROM read_parquet({_sql_str(old)}) AS c "
                                 "ANTI JOIN fresh_videos AS f ON c.video_id = f.video_id")

@@ -52,9 +52,14 @@ def _table_sql(layout: RunLayout, table: str) -> str:
 
 def _fragment_videos_sql(table: str) -> str:
     """The ``video_id`` of every fragment file of ``table``: the name of the folder holding it. By file, not by
-    row, so that a zero-row fragment (a video without tracks) still hides its video's compacted rows."""
-    glob = RunLayout.fragment_glob(table)
-    return f"SELECT regexp_extract(file, '([^/\\\\]+)[/\\\\][^/\\\\]+$', 1) AS video_id FROM glob('{glob}')"
+    row, so that a zero-row fragment (a video without tracks) still hides its video's compacted rows. A failed
+    video's one file (``videos.failed.<config_hash>.parquet``) is a fragment of every table: the video was
+    published again with no tracks and no clips, so its compacted tracks and clips are hidden too."""
+    globs = [RunLayout.fragment_glob(table)]
+    if table != "videos":  # the videos glob matches the failed videos' files already
+        globs.append(RunLayout.failed_fragment_glob())
+    folder = "regexp_extract(file, '([^/\\\\]+)[/\\\\][^/\\\\]+$', 1)"
+    return " UNION ALL ".join(f"SELECT {folder} AS video_id FROM glob('{g}')" for g in globs)
 
 
 def _view_sql(layout: RunLayout, table: str, con=None) -> str:

@@ -2,7 +2,8 @@
 
 The run works in a local run folder exactly as usual (atomic per-video publish, views, stats) and the catalog
 writer copies each published video folder to the remote with :func:`catalog.storage.put_tree`, marker last.
-The remote is the truth for resume: a video is done when its remote folder holds ``_done.<config_hash>``, so a
+The remote is the truth for resume: a video is done when its remote folder holds ``_done.<config_hash>`` or,
+for a failed video, its one file ``videos.failed.<config_hash>.parquet`` (row and marker in one object), so a
 run restarted on another machine with an empty staging folder skips what is already there. The run's files
 (info file, views, quality thresholds, plan, run stats, schema fragments) are copied at the end of each run.
 
@@ -47,7 +48,7 @@ class Mirror:
         self.fs, self.base = storage.open_output(self.uri)
 
     def done_ids(self, config_hash: str) -> set[str]:
-        """Video ids finished on the remote under ``config_hash``."""
+        """Video ids finished on the remote under ``config_hash`` (marked done, or failed as one file)."""
         return storage.list_markers(self.fs, self.base, config_hash)
 
     def push_video(self, layout: RunLayout, video_id: str) -> None:

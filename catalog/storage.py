@@ -9,11 +9,15 @@ Object stores have no rename, so a video cannot be published there with one atom
 :mod:`catalog.writer` does locally. Instead the run keeps its local folder as staging and mirrors each published
 video folder with :func:`put_tree`, whose order gives the same guarantee to anyone who trusts only the marker:
 
-1. the remote folder's old completion markers (``_done.*``) are deleted, so a half-replaced folder never looks done;
+1. the remote folder's old completion files are deleted, so a half-replaced folder never looks done;
 2. every other file is uploaded (each object PUT is atomic; on filesystems that rename, each file is written to a
    hidden temporary name and renamed);
 3. remote files the new folder does not have are deleted (a redone video may have fewer clips);
-4. the markers are uploaded, last.
+4. the completion files are uploaded, last.
+
+Completion files (:func:`catalog.layout.is_completion_name`) are the markers ``_done.<config_hash>`` and a failed
+video's one file ``videos.failed.<config_hash>.parquet``, which is its row and its marker at once: a failed
+video is one object on the remote, uploaded in step 4.
 
 A copy cut at any point leaves a folder without a marker, which :func:`list_markers` does not count, so resume
 redoes that video. :func:`get_tree` pulls a remote catalog's Parquet fragments into a local cache (incrementally,
@@ -36,11 +40,12 @@ from typing import Callable, Iterable, NamedTuple
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from catalog.layout import SCHEMA_DIR, shard_of
+from catalog.layout import DONE_PREFIX, SCHEMA_DIR, completion_names, done_marker_name, is_completion_name, shard_of
 from ingest.errors import ConfigError, G1ForgeError, WriteError
 
-#: Completion markers are ``_done.<config_hash>`` files directly inside a video folder (see catalog.layout).
-MARKER_PREFIX = "_done."
+#: Completion markers are ``_done.<config_hash>`` files directly inside a video folder (see catalog.layout); a
+#: failed video's ``videos.failed.<config_hash>.parquet`` completes its folder too (:func:`is_completion_name`).
+MARKER_PREFIX = DONE_PREFIX
 DATA_DIR = "data"
 CHUNK_BYTES = 8 << 20
 
@@ -129,7 +134,7 @@ def video_dir(base: str, video_id: str) -> str:
 
 
 def marker_name(config_hash: str) -> str:
-    return f"{MARKER_PREFIX}{config_hash}"
+    return done_marker_name(config_hash)
 
 
 def exists(fs: pafs.FileSystem, path: str) -> bool:
@@ -176,15 +181,16 @@ def put_file(fs: pafs.FileSystem, local_path: str | os.PathLike, remote_path: st
 def put_tree(fs: pafs.FileSystem, local_dir: str | os.PathLike, remote_dir: str, *, threads: int = 8) -> TransferStats:
     """Mirror the local folder ``local_dir`` (a staged or published video folder) onto ``remote_dir``.
 
-    Order (see the module docstring): old remote markers deleted, other files uploaded (``threads`` at a time),
-    remote files absent locally deleted, markers (``_done.*`` directly in ``local_dir``) uploaded last.
+    Order (see the module docstring): old remote completion files deleted, other files uploaded (``threads`` at a
+    time), remote files absent locally deleted, completion files (``_done.*`` and ``videos.failed.*.parquet``
+    directly in ``local_dir``) uploaded last.
     Raises :class:`WriteError`; after a failure the remote folder has no marker and the call can be repeated.
     """
     local_dir = Path(local_dir)
     if not local_dir.is_dir():
         raise WriteError(f"{local_dir} is not a folder; nothing to copy to {remote_dir}")
     local_files = sorted(_walk_local(local_dir))
-    markers = [rel for rel in local_files if "/" not in rel and rel.startswith(MARKER_PREFIX)]
+    markers = [rel for rel in local_files if "/" not in rel and is_completion_name(rel)]
     payload = [rel for rel in local_files if rel not in set(markers)]
     stats = TransferStats()
     try:
@@ -192,7 +198,7 @@ def put_tree(fs: pafs.FileSystem, local_dir: str | os.PathLike, remote_dir: str,
     except (OSError, pa.ArrowException) as exc:
         raise WriteError(f"cannot list {remote_dir} ({exc}); check access and credentials, then run again") from None
 
-    old_markers = sorted(rel for rel in remote_files if "/" not in rel and rel.startswith(MARKER_PREFIX))
+    old_markers = sorted(rel for rel in remote_files if "/" not in rel and is_completion_name(rel))
     for rel in old_markers:
         _delete(fs, join(remote_dir, rel))
         stats.deleted += 1
@@ -284,14 +290,15 @@ def get_tree(fs: pafs.FileSystem, remote_dir: str, local_dir: str | os.PathLike,
 
 
 def list_markers(fs: pafs.FileSystem, base: str, config_hash: str, *, threads: int = 16) -> set[str]:
-    """The video ids whose folder ``<base>/data/<shard>/<video_id>/`` holds ``_done.<config_hash>``.
+    """The video ids whose folder ``<base>/data/<shard>/<video_id>/`` holds ``_done.<config_hash>`` or, for a
+    failed video, ``videos.failed.<config_hash>.parquet``.
 
     One listing of ``data/`` finds the shards, then each shard is listed recursively (``threads`` shards at a
     time; object stores page through 1,000 keys per request, so the cost is about one request per 1,000 files
     of the run). Folders in the wrong shard for their id are ignored. Raises :class:`StorageError`.
     """
     data = join(base, DATA_DIR)
-    wanted = marker_name(config_hash)
+    wanted = set(completion_names(config_hash))
     try:
         top = fs.get_file_info(pafs.FileSelector(data, allow_not_found=True))
     except (OSError, pa.ArrowException) as exc:
@@ -303,7 +310,7 @@ def list_markers(fs: pafs.FileSystem, base: str, config_hash: str, *, threads: i
         found = set()
         for rel, _ in _walk_remote(fs, join(data, shard)):
             video_id, _, name = rel.partition("/")
-            if name == wanted and shard_of(video_id) == shard:
+            if name in wanted and shard_of(video_id) == shard:
                 found.add(video_id)
         return found
 

@@ -15,6 +15,7 @@ import os
 import time
 from pathlib import Path
 
+from catalog.failed import is_row_only, publish_failed_row
 from catalog.layout import RunLayout
 from catalog.writer import publish_video
 from cluster.config import RunConfig
@@ -39,7 +40,16 @@ def metric_names_of(outcome: VideoOutcome) -> list[str]:
 
 
 def publish_outcome(layout: RunLayout, outcome: VideoOutcome, config_hash: str) -> None:
-    """Publish an outcome's rows and clip files; a write failure is retried once as a failed row."""
+    """Publish an outcome's rows and clip files under ``config_hash`` (the driver's, decided once per run).
+
+    A failed video without tracks or clips is one file (:func:`catalog.failed.publish_failed_row`); any other
+    video is a folder of fragments, motion files and a marker (:func:`catalog.writer.publish_video`). Raises
+    :class:`ingest.errors.WriteError` when nothing could be written."""
+    row = outcome.video_row
+    if is_row_only(row["status"], outcome.track_rows, outcome.clip_rows,
+                   len(outcome.clips) + len(outcome.g1_motions)):
+        publish_failed_row(layout, row["video_id"], config_hash, row)
+        return
 
     def write_motions(clips_dir: Path) -> None:
         for clip in outcome.clips:
@@ -97,14 +107,21 @@ class _Timed:
 
 
 class FetchWorker(_Timed):
-    """Stage 1 (CPU, network): make each video local and probe it."""
+    """Stage 1 (CPU, network): make each video local and probe it.
+
+    config_hash: the run's configuration hash as the driver computed it, which every row this worker starts
+    carries. The hash covers the environment and the G1 model file (:meth:`cluster.config.RunConfig.hashed_dict`),
+    which may differ on another node: computed here, rows would carry another hash than the done markers and
+    ``--retry-failed`` would find none of them. None (a single process, as in tests and benchmarks, where the
+    driver is this process) computes it here.
+    """
 
     stage = "fetch"
 
-    def __init__(self, config: dict, run_root: str, needs_video: bool = True):
+    def __init__(self, config: dict, run_root: str, needs_video: bool = True, config_hash: str | None = None):
         super().__init__()
         self.config = RunConfig.from_dict(config)
-        self.config_hash = self.config.config_hash()
+        self.config_hash = config_hash if config_hash is not None else self.config.config_hash()
         self.layout = RunLayout.at(run_root)
         self.needs_video = needs_video
 

@@ -192,17 +192,17 @@ def test_version_1_folder_reads_as_is_and_is_upgraded_in_place(tmp_path):
     assert info["format_version"] == 1
 
     steps = upgrade(layout)
-    assert steps == ["format 1 -> 2"] and upgrade(layout) == []  # idempotent
+    assert steps == [f"format 1 -> {FORMAT_VERSION}"] and upgrade(layout) == []  # idempotent
     info = json.loads(layout.info_path.read_text())
-    assert info["format_version"] == FORMAT_VERSION == 2 and info["format_history"][0]["from"] == 1
+    assert info["format_version"] == FORMAT_VERSION and info["format_history"][0]["from"] == 1
     assert all_rows(layout.root) == rows
 
     # compacting a format-1 folder upgrades it first
     v1b = make_catalog(tmp_path / "b", num_videos=6)
     make_v1(v1b)
     report = compact(v1b.root)
-    assert report.upgraded == ["format 1 -> 2"] and "upgraded" in report.summary()
-    assert json.loads(v1b.info_path.read_text())["format_version"] == 2
+    assert report.upgraded == [f"format 1 -> {FORMAT_VERSION}"] and "upgraded" in report.summary()
+    assert json.loads(v1b.info_path.read_text())["format_version"] == FORMAT_VERSION
     assert _strip_scores(all_rows(v1b.root)) == _strip_scores(rows)
 
 
