@@ -8,6 +8,10 @@ Format history (:data:`catalog.layout.FORMAT_HISTORY`, docs/catalog.md):
    so the upgrade stamps the info file (with a ``format_history`` entry) and the caller rewrites the views;
    no fragment is touched. The number matters for older code: version-1 g1forge refuses to write into a
    format-2 folder, where it would rewrite the views without the compacted rows.
+3. a failed video is one file, ``videos.failed.<config_hash>.parquet`` (its row and its done marker), instead
+   of a folder of three fragments and a marker. A format-2 folder is a valid format-3 folder (both layouts
+   read, resume and compact), so the upgrade only stamps the info file; format-2 code would not see the
+   one-file failures when compacting.
 
 Every step is idempotent and keyed on what is on disk, not on the info file's number alone (a run stamps the
 info file before it writes the views), so an upgrade interrupted anywhere is finished by the next one.
@@ -17,11 +21,10 @@ Readers never upgrade: format-1 folders read as they are; a folder of a newer fo
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from datetime import datetime, timezone
 
 from catalog.layout import FORMAT_VERSION, RunLayout
+from catalog.writer import write_text_atomic
 from ingest.errors import ConfigError
 
 
@@ -62,9 +65,7 @@ def upgrade(layout: RunLayout) -> list[str]:
         history = list(info.get("format_history") or [])
         history.append({"from": before, "to": FORMAT_VERSION, "at": datetime.now(timezone.utc).isoformat()})
         info.update(format_version=FORMAT_VERSION, format_history=history)
-        tmp = layout.info_path.with_name(f".{layout.info_path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(info, indent=2, default=str))
-        os.replace(tmp, layout.info_path)
+        write_text_atomic(layout.info_path, json.dumps(info, indent=2, default=str))
         steps.append(f"format {before} -> {FORMAT_VERSION}")
     return steps
 

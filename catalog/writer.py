@@ -8,13 +8,14 @@ new complete folder, plus at most some debris in ``OUT/tmp`` that the next run r
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,12 +28,81 @@ from ingest.errors import WriteError
 _before_publish_hook: Callable[[Path], None] | None = None
 
 
+#: ``errno`` values that mean "no room left": the disk is full or the user's quota is used up.
+DISK_FULL_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if e is not None)
+#: Their messages, for errors of libraries that carry the system's text but no ``errno`` (DuckDB, Arrow).
+DISK_FULL_TEXTS = tuple(os.strerror(e) for e in sorted(DISK_FULL_ERRNOS))
+
+
+class DiskFull(WriteError):
+    """The run folder's disk (or quota) is full at a write the whole run depends on: the run stops.
+
+    Per-video write failures stay rows (``write: ...``, see :func:`publish_video`); this one ends the run with
+    :attr:`exit_code`, keeping every finished video, so the same command resumes once there is space.
+    """
+
+    exit_code = 3
+
+    def __init__(self, what: str):
+        super().__init__(f"disk full while writing {what}: free space and run the same command again; "
+                         "finished videos are kept")
+        self.what = what
+
+
+def says_disk_full(text: str) -> bool:
+    """Whether a message (an exception's, or a catalog ``reason``) carries the system's disk-full text."""
+    return any(t in text for t in DISK_FULL_TEXTS)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the disk or the quota is full."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DiskFull) or getattr(exc, "errno", None) in DISK_FULL_ERRNOS or says_disk_full(str(exc)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def disk_full_as(what: str) -> Iterator[None]:
+    """Turn a disk-full error (any library's, see :func:`is_disk_full`) inside the block into
+    :class:`DiskFull` naming ``what``; a :class:`DiskFull` from deeper down, naming a more precise ``what``,
+    and every other error pass through unchanged."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise DiskFull(what) from exc
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` through a temporary file and a rename: a failed write (disk full) leaves
+    the previous file as it was and no temporary file behind."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` through a temporary file and a rename."""
+    """Write ``table`` to ``path`` through a temporary file and a rename (no temporary file is left when the
+    write fails)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_schema_fragments(layout: RunLayout, metric_names: list[str]) -> None:

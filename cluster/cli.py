@@ -10,6 +10,19 @@ from pathlib import Path
 
 from ingest.errors import G1ForgeError
 
+#: What ``g1forge run`` exits with. An error class that ends a run its own way carries its code as
+#: ``exit_code`` (catalog.writer.DiskFull, cluster.local_ray.RayStartFailed, cluster.folder_lock.FolderBusy);
+#: any other G1ForgeError exits 2.
+RUN_EXIT_CODES = {
+    0: "the run completed (bad inputs are rows of the catalog, not errors)",
+    1: "--fail-on-error and a video failed",
+    2: "bad arguments, configuration or list file (the message says what to fix)",
+    3: "disk full: free space and run the same command again (finished videos are kept)",
+    4: "Ray could not start (or --ray-address could not be joined): run again when the machine is less loaded",
+    5: "another g1forge run is writing the same --out folder: wait for it or use another --out",
+    130: "interrupted (Ctrl-C): run the same command again to resume",
+}
+
 
 def _parse_option(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
@@ -26,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 "SQL catalog out.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="process videos into clips and a catalog (resumable)")
+    r = sub.add_parser("run", help="process videos into clips and a catalog (resumable)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="exit codes:\n" + "\n".join(f"  {code:3d}  {what}"
+                                                          for code, what in RUN_EXIT_CODES.items()))
     r.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="video files, folders (recursive), globs, http(s) URLs or YouTube links")
     r.add_argument("--list", dest="lists", action="append", default=[], metavar="FILE",
@@ -247,8 +263,11 @@ def main(argv: list[str] | None = None) -> int:
             args.out = local_run_folder(args.out, with_motions=_READERS[args.command])
         return handler(args)
     except G1ForgeError as exc:
+        report = getattr(exc, "report", None)  # what a run stopped part way (disk full) had done
+        if report is not None:
+            print(report.summary())
         print(f"g1forge {args.command}: {exc.catalog_reason()}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130

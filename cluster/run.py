@@ -22,7 +22,8 @@ import pyarrow as pa
 
 from catalog import db
 from catalog.layout import FORMAT_VERSION, RunLayout
-from catalog.writer import clean_staging, write_parquet_atomic, write_schema_fragments
+from catalog.writer import (DiskFull, clean_staging, disk_full_as, says_disk_full, write_parquet_atomic,
+                            write_schema_fragments, write_text_atomic)
 from cluster.config import RunConfig
 from ingest.errors import ConfigError, MissingDependencyError, NoGPU
 from ingest.items import VideoItem
@@ -119,8 +120,11 @@ class RunReport:
 
 
 def prepare_run_folder(layout: RunLayout, config: RunConfig) -> None:
-    """Create the run folder, its info file, schema fragments and DuckDB views; clear staging debris."""
-    layout.root.mkdir(parents=True, exist_ok=True)
+    """Create the run folder, its info file, schema fragments and DuckDB views; clear staging debris.
+
+    Raises :class:`DiskFull` naming the file when the disk is full (the previous info file stays as it was)."""
+    with disk_full_as(str(layout.root)):
+        layout.root.mkdir(parents=True, exist_ok=True)
     info = {}
     if layout.info_path.exists():
         info = json.loads(layout.info_path.read_text())
@@ -130,18 +134,19 @@ def prepare_run_folder(layout: RunLayout, config: RunConfig) -> None:
     info.setdefault("created_at", datetime.now(timezone.utc).isoformat())
     info.update(format_version=FORMAT_VERSION, code_version=code_version(), config=config.to_dict(),
                 config_hash=config.config_hash())
-    tmp = layout.info_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2, default=str))
-    os.replace(tmp, layout.info_path)
+    with disk_full_as(str(layout.info_path)):
+        write_text_atomic(layout.info_path, json.dumps(info, indent=2, default=str))
     clean_staging(layout)
     from pipeline.process import RETARGET_COLUMNS
     from pipeline.quality import METRIC_NAMES
     from pipeline.robot_metrics import ROBOT_METRIC_NAMES
     from pipeline.trajectory import TRAJECTORY_METRIC_NAMES
 
-    write_schema_fragments(layout, [*METRIC_NAMES, *TRAJECTORY_METRIC_NAMES, *ROBOT_METRIC_NAMES,
-                                    *RETARGET_COLUMNS])
-    db.write_views(layout)
+    with disk_full_as(f"the schema fragments under {layout.data_dir}"):
+        write_schema_fragments(layout, [*METRIC_NAMES, *TRAJECTORY_METRIC_NAMES, *ROBOT_METRIC_NAMES,
+                                        *RETARGET_COLUMNS])
+    with disk_full_as(f"{layout.duckdb_path} (the catalog's views)"):
+        db.write_views(layout)
 
 
 def collect(inputs: list[str], list_files: list[str], backend_name: str):
@@ -155,15 +160,19 @@ def collect(inputs: list[str], list_files: list[str], backend_name: str):
 
 def write_plan(layout: RunLayout, items: list[VideoItem]) -> None:
     table = pa.table({"video_id": [i.video_id for i in items], "uri": [i.uri for i in items]})
-    write_parquet_atomic(table, layout.plan_path)
+    with disk_full_as(str(layout.plan_path)):
+        write_parquet_atomic(table, layout.plan_path)
 
 
 def run(inputs: list[str], list_files: list[str], out_dir: str | Path, config: RunConfig,
         opts: ExecOptions | None = None, items: list[VideoItem] | None = None) -> RunReport:
     """Process every input into ``out_dir``; returns the report (see :class:`RunReport`).
 
-    The run holds the run folder's catalog lock (shared) from start to end, so ``g1forge compact`` cannot
-    start meanwhile (see :func:`catalog.compact.run_lock`). The rest is :func:`_run_in_folder`.
+    The run holds the run folder's run lock (exclusive: a second run on the folder stops at once with
+    :class:`cluster.folder_lock.FolderBusy`) and its catalog lock (shared, so ``g1forge compact`` cannot start
+    meanwhile, see :func:`catalog.compact.run_lock`) from start to end. The rest is :func:`_run_in_folder`.
+    A full disk at any write of the run stops it with :class:`catalog.writer.DiskFull` (its ``report`` attribute
+    holds what was done); finished videos are kept and the same command resumes.
 
     ``out_dir`` may be an object-store URI (``s3://bucket/run``): the run then works in a local staging folder
     (``opts.staging_dir`` or :func:`catalog.mirror.default_staging_dir`) mirrored there video by video, and
@@ -171,6 +180,7 @@ def run(inputs: list[str], list_files: list[str], out_dir: str | Path, config: R
     """
     from catalog.compact import run_lock
     from catalog.mirror import Mirror, default_staging_dir, is_remote
+    from cluster.folder_lock import hold_run_folder
 
     opts = opts or ExecOptions()
     mirror = None
@@ -178,9 +188,10 @@ def run(inputs: list[str], list_files: list[str], out_dir: str | Path, config: R
         mirror = Mirror(str(out_dir))
         out_dir = opts.staging_dir or default_staging_dir(str(out_dir))
     layout = RunLayout.at(out_dir)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    with run_lock(layout):
-        return _run_in_folder(inputs, list_files, layout, mirror, config, opts, items)
+    with disk_full_as(f"the run folder {layout.root}"):
+        layout.root.mkdir(parents=True, exist_ok=True)
+        with hold_run_folder(layout), run_lock(layout):
+            return _run_in_folder(inputs, list_files, layout, mirror, config, opts, items)
 
 
 def _run_in_folder(inputs: list[str], list_files: list[str], layout: RunLayout, mirror, config: RunConfig,
@@ -205,7 +216,7 @@ def _run_in_folder(inputs: list[str], list_files: list[str], layout: RunLayout, 
         is_done = remote_done.__contains__
     else:
         def is_done(video_id: str) -> bool:
-            return layout.done_marker(video_id, chash).exists()
+            return layout.is_done(video_id, chash)  # a marker, or a failed video's one file
     failed = _failed_ids(layout, chash) if opts.retry_failed and not opts.force else set()
     todo = [it for it in items if opts.force or it.video_id in failed or not is_done(it.video_id)]
     report.already_done = len(items) - len(todo)
@@ -213,16 +224,25 @@ def _run_in_folder(inputs: list[str], list_files: list[str], layout: RunLayout, 
     if opts.progress:
         print(f"g1forge: {len(items)} videos ({report.already_done} already done, {len(todo)} to do) -> "
               f"{report.out_dir}", file=sys.stderr, flush=True)
+    stopped: DiskFull | None = None
     if todo:
         try:
             _execute(todo, layout, config, opts, report, mirror.uri if mirror else None)
         except KeyboardInterrupt:
             report.interrupted = True
+        except DiskFull as exc:
+            report.interrupted, stopped = True, exc
     report.elapsed_s = time.perf_counter() - t0
     report.timings = {k: round(v - t0, 6) for k, v in report.timings.items()}
-    stats_path = _write_stats(layout, report)
-    if mirror is not None:
-        mirror.push_run_files(layout, stats_path)
+    try:
+        stats_path = _write_stats(layout, report)
+        if mirror is not None:
+            mirror.push_run_files(layout, stats_path)
+    except DiskFull as exc:
+        stopped = stopped or exc
+    if stopped is not None:
+        stopped.report = report
+        raise stopped
     return report
 
 
@@ -320,7 +340,7 @@ def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: 
     from pipeline.backends.base import backend_class
 
     backend_cls = backend_class(config.backend)
-    started_here = _init_ray(ray, opts, backend_cls.cpus_per_worker)
+    started = _init_ray(ray, opts, backend_cls.cpus_per_worker)
     _mark(report, "ray_ready")
     actors: list = []
     try:
@@ -339,10 +359,11 @@ def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: 
         Pose = ray.remote(num_cpus=plan.pose_cpus, num_gpus=plan.pose_gpus, **restart)(PoseWorker)
         Finish = ray.remote(num_cpus=plan.finish_cpus, **restart)(FinishWorker)
         Writer = ray.remote(num_cpus=0, **restart)(CatalogWriter)
-        fetchers = [Fetch.remote(cfg, root, backend_cls.needs_video) for _ in range(plan.fetch_workers)]
+        chash = report.config_hash  # decided once, on the driver: a worker's node may hash differently
+        fetchers = [Fetch.remote(cfg, root, backend_cls.needs_video, chash) for _ in range(plan.fetch_workers)]
         posers = [Pose.remote(cfg, root) for _ in range(plan.pose_workers)]
         finishers = [Finish.remote(cfg) for _ in range(plan.finish_workers)]
-        writer = Writer.options(scheduling_strategy=_this_node(ray)).remote(root, config.config_hash(), mirror_uri)
+        writer = Writer.options(scheduling_strategy=_this_node(ray)).remote(root, chash, mirror_uri)
         actors = [*fetchers, *posers, *finishers, writer]
         popts = PipelineOptions(per_actor=opts.per_actor, max_attempts=opts.max_attempts)
         with Progress(total=len(todo), enabled=opts.progress) as bar:
@@ -355,6 +376,7 @@ def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: 
                 if "first_publish" not in report.timings:
                     _mark(report, "first_publish")
                 _mark(report, "last_publish")
+                _stop_if_disk_full(summary)
 
             _mark(report, "stream_start")
             try:
@@ -371,9 +393,16 @@ def _execute(todo: list[VideoItem], layout: RunLayout, config: RunConfig, opts: 
                 ray.kill(a)
             except Exception:
                 pass
-        if started_here:
-            ray.shutdown()
+        if started is not None:
+            started.stop(ray)
         _mark(report, "ray_down")
+
+
+def _stop_if_disk_full(summary: dict) -> None:
+    """Stop the run when a video could not be written at all, not even as a failed row, because the disk is
+    full: every later video would fail the same way. That video is not done, so the next run does it."""
+    if not summary.get("published", True) and says_disk_full(summary.get("reason") or ""):
+        raise DiskFull(f"the outputs of {summary.get('video_id', 'a video')}")
 
 
 def _worker_stats(ray, actors: list) -> list[dict]:
@@ -395,14 +424,15 @@ def _this_node(ray):
 
 
 def _failed_ids(layout: RunLayout, config_hash: str) -> set[str]:
-    """Video ids whose row under ``config_hash`` is ``failed`` (what ``--retry-failed`` redoes)."""
+    """Video ids whose row under ``config_hash`` is ``failed`` (what ``--retry-failed`` redoes): failed rows
+    carrying that hash, and failed rows of videos done under it (runs before the hash was decided once on the
+    driver could write a worker node's hash into a row next to the driver's marker)."""
     con = db.connect(layout.root)
     try:
-        rows = con.execute("SELECT video_id FROM videos WHERE status = 'failed' AND config_hash = ?",
-                           [config_hash]).fetchall()
+        rows = con.execute("SELECT video_id, config_hash FROM videos WHERE status = 'failed'").fetchall()
     finally:
         con.close()
-    return {r[0] for r in rows}
+    return {vid for vid, chash in rows if chash == config_hash or layout.is_done(vid, config_hash)}
 
 
 def _fail_all(todo: list[VideoItem], layout: RunLayout, config: RunConfig, report: RunReport, error) -> None:
@@ -412,7 +442,8 @@ def _fail_all(todo: list[VideoItem], layout: RunLayout, config: RunConfig, repor
     chash = config.config_hash()
     for item in todo:
         outcome = failed_outcome(item, chash, config.backend, error)
-        publish_outcome(layout, outcome, chash)
+        with disk_full_as(f"the failed row of {item.video_id}"):
+            publish_outcome(layout, outcome, chash)
         _count(report, {"status": outcome.status, "reason": outcome.video_row["reason"], "frames": 0})
 
 
@@ -435,31 +466,34 @@ def _import_ray():
     return ray
 
 
-def _init_ray(ray, opts: ExecOptions, cpus_per_worker: int = 1) -> bool:
-    """Join ``--ray-address``/``RAY_ADDRESS`` if given, else start a local Ray; returns True if started here."""
+def _init_ray(ray, opts: ExecOptions, cpus_per_worker: int = 1):
+    """Join ``--ray-address``/``RAY_ADDRESS`` if given, else start a local Ray (with retries, owned by this run:
+    see :mod:`cluster.local_ray`). Returns the :class:`cluster.local_ray.StartedRay` to stop at the end, or
+    None when Ray was already initialised in this process. Raises ``RayStartFailed`` when Ray cannot start."""
+    from cluster.local_ray import join, start_local
+
     if ray.is_initialized():
-        return False
+        return None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = opts.ray_address or os.environ.get("RAY_ADDRESS")
     kwargs = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                   configure_logging=True)
     if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ncpu = max(opts.workers or 0, os.cpu_count() or 1, cpus_per_worker)
-        ray.init(num_cpus=ncpu, object_store_memory=256 * 1024**2, **kwargs)
-    return True
+        return join(ray, address, kwargs)
+    ncpu = max(opts.workers or 0, os.cpu_count() or 1, cpus_per_worker)
+    return start_local(ray, dict(num_cpus=ncpu, object_store_memory=256 * 1024**2, **kwargs))
 
 
 def _write_stats(layout: RunLayout, report: RunReport) -> Path:
-    layout.runs_dir.mkdir(parents=True, exist_ok=True)
+    """Write the run's stats to ``state/runs/<run_id>.json``; :class:`DiskFull` (and no file) when the disk is
+    full."""
     d = asdict(report)
     d["frames_per_s"] = report.frames_per_s
     d["finished_at"] = datetime.now(timezone.utc).isoformat()
-    tmp = layout.runs_dir / f".{report.run_id}.json.tmp"
-    tmp.write_text(json.dumps(d, indent=2, default=str))
     final = layout.runs_dir / f"{report.run_id}.json"
-    os.replace(tmp, final)
+    with disk_full_as(str(final)):
+        layout.runs_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(final, json.dumps(d, indent=2, default=str))
     return final
 
 
@@ -483,7 +517,7 @@ def status_counts(run_dir: str | Path) -> dict:
         import pyarrow.parquet as pq
 
         ids = pq.read_table(layout.plan_path, columns=["video_id"]).column(0).to_pylist()
-        left = sum(not layout.done_marker(v, chash).exists() for v in ids)
+        left = sum(not layout.is_done(v, chash) for v in ids)  # a marker, or a failed video's one file
         planned = len(ids)
     else:
         planned = 0
