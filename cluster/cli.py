@@ -258,7 +258,8 @@ _READERS = {"query": False, "status": False, "export": True, "preview": True}
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": _run, "query": _query, "export": _export, "publish": _publish, "status": _status,
-               "compact": _compact, "rescore": _rescore, "preview": _preview, "doctor": _doctor, "setup": _setup}[args.command]
+               "compact": _compact, "rescore": _rescore, "preview": _preview, "doctor": _doctor,
+               "setup": _setup}[args.command]
     try:
         if args.command in ("compact", "rescore"):
             from catalog.mirror import is_remote
