@@ -343,8 +343,8 @@ def _write_clip_info(motion_path: Path, manifest_row: dict) -> None:
     """``clip.json`` beside a clip folder's motion file: its :data:`CLIP_INFO_COLUMNS` (sorted keys, no time
     stamps: a re-export is byte-identical)."""
     info = {k: manifest_row.get(k) for k in CLIP_INFO_COLUMNS if k in manifest_row}
-    text = json.dumps(info, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
-    atomic_write_bytes(motion_path.parent / CLIP_INFO, text.encode("utf-8"))
+    text = json.dumps(info, indent=1, sort_keys=True, default=str, allow_nan=False) + "\n"
+    (motion_path.parent / CLIP_INFO).write_bytes(text.encode("utf-8"))  # a new folder: nothing to replace
 
 
 # --- file names -----------------------------------------------------------------------------------------------
