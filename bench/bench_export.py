@@ -116,16 +116,17 @@ def timed_selection(root: Path, spec: SelectionSpec):
     return sel, time.perf_counter() - t0
 
 
-def run_case(sel, select_s: float, fmt: str, fps: float, workers: int, work: Path) -> dict:
-    dest = work / f"out-{fmt}-{fps:g}-{workers}"
+def run_case(sel, select_s: float, fmt: str, fps: float, workers: int, work: Path, layout: str = "folders") -> dict:
+    dest = work / f"out-{fmt}-{fps:g}-{workers}-{layout}"
     shutil.rmtree(dest, ignore_errors=True)
     t0 = time.perf_counter()
-    report = write_export(sel, fmt, dest, fps=fps, workers=workers)
+    report = write_export(sel, fmt, dest, fps=fps, workers=workers, layout=layout)
     write_s = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     shutil.rmtree(dest, ignore_errors=True)
     n = report.num_exported
     return {"format": fmt, "fps": fps, "resampled": abs(fps - TEMPLATE_FPS) > 1e-9, "workers": workers,
+            "layout": layout,
             "clips": n, "skipped": len(report.skipped), "write_s": round(write_s, 2),
             "end_to_end_clips_per_s": round(n / (select_s + write_s), 1),
             "writing_clips_per_s": round(n / write_s, 1),
@@ -143,6 +144,8 @@ def main() -> None:
     ap.add_argument("--no-compact", action="store_true", help="keep the per-video fragments")
     ap.add_argument("--compact-memory", default="2GB", help="DuckDB memory limit of the compaction")
     ap.add_argument("--formats", nargs="*", help="only these formats")
+    ap.add_argument("--layouts", nargs="+", default=["folders"], choices=["folders", "flat"],
+                    help="export layouts, each case run with each in turn (interleaved: compare them by ratio)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "export.json")
     args = ap.parse_args()
 
@@ -165,11 +168,13 @@ def main() -> None:
     for fmt, fps, workers in cases:
         if args.formats and fmt not in args.formats:
             continue
-        r = run_case(sel, select_s, fmt, fps, workers, work)
-        results.append(r)
-        print(f"{fmt:13s} {fps:4g} fps  resampled={str(r['resampled']):5s}  workers={workers}  {r['clips']} clips  "
-              f"write {r['write_s']:7.1f} s  end-to-end {r['end_to_end_clips_per_s']:7.1f} clips/s  "
-              f"(writing {r['writing_clips_per_s']:.1f}/s; {r['timings_s']})", flush=True)
+        for layout in args.layouts:
+            r = run_case(sel, select_s, fmt, fps, workers, work, layout)
+            results.append(r)
+            print(f"{fmt:13s} {fps:4g} fps  {layout:7s}  resampled={str(r['resampled']):5s}  workers={workers}  "
+                  f"{r['clips']} clips  "
+                  f"write {r['write_s']:7.1f} s  end-to-end {r['end_to_end_clips_per_s']:7.1f} clips/s  "
+                  f"(writing {r['writing_clips_per_s']:.1f}/s; {r['timings_s']})", flush=True)
 
     dest = work / "out-check"
     shutil.rmtree(dest, ignore_errors=True)

@@ -271,6 +271,7 @@ def _tracks(rng, ids: list[str], video_fps: np.ndarray, n_tracks: np.ndarray, cl
     cols = {
         "video_id": [ids[i] for i in video_of],
         "track_id": track_id,
+        "source_track_id": track_id,  # no identity split in the synthetic catalog
         "status": np.where(num_ok > 0, "ok", "filtered").tolist(),
         "reason": np.where(num_ok > 0, "", "no_clip: every window filtered").tolist(),
         "num_frames": frames,

@@ -82,6 +82,8 @@ def command_line(params: dict) -> str:
     if params.get("where"):
         parts += ["--where", shlex.quote(params["where"])]
     parts += ["--format", params["format"], "--fps", f"{params['fps']:g}"]
+    if params.get("layout", "folders") != "folders":
+        parts += ["--layout", params["layout"]]
     for key, flag in (("sample", "--sample"), ("balance", "--balance"), ("limit", "--limit"),
                       ("val_frac", "--val-frac")):
         if params.get(key) is not None:
@@ -165,12 +167,26 @@ def card_markdown(rows: list[dict], params: dict, report, metric_columns: list[s
              r.get("code_version") or "") for r in rows).items())])
 
     lines += ["", "## Files", ""]
-    where = "`train/` and `val/` (point the trainer at `train/`)" if params.get("val_frac") is not None else \
-        "this folder"
-    lines += [f"One `.{fmt.ext}` file per clip, named `<clip_id>.{fmt.ext}`, in {where}. `manifest.parquet` and "
-              "`manifest.csv` list every file with its split, source, licence, backend, configuration hash, "
-              "code versions and metrics (the Parquet file also holds the export parameters in its metadata, "
-              "key `g1forge.export`).", ""]
+    folders = params.get("layout", "folders") == "folders"
+    where = "`train/` and `val/`" if params.get("val_frac") is not None else "this folder"
+    if folders:
+        lines += [f"One folder per clip, `<clip_id>/`, in {where}, holding `motion.{fmt.ext}` ({params['fps']:g} fps) "
+                  "and `clip.json` (its source, licence, backend, configuration hash, code versions, frames, "
+                  "duration and quality). "]
+    else:
+        lines += [f"One `.{fmt.ext}` file per clip, named `<clip_id>.{fmt.ext}`, in {where}."]
+    lines[-1] += ("`manifest.parquet` and `manifest.csv` list every file with its split, fps, source, licence, "
+                  "backend, configuration hash, code versions and metrics (the Parquet file also holds the export "
+                  "parameters in its metadata, key `g1forge.export`).")
+    lines += [""]
+    if rows:
+        from catalog.trainers import training_steps
+
+        example = sorted(rows, key=lambda r: r["clip_id"])[0]
+        steps = training_steps(fmt.name, params["fps"], example["file"], example["clip_id"])
+        if steps:
+            lines += ["## Training with it", "", f"For the clip `{example['clip_id']}` (any other the same way):",
+                      ""] + steps + [""]
 
     metrics = key_metrics(metric_columns)
     lines += ["## Quality metrics", ""]

@@ -9,9 +9,14 @@ read-only.
 
 Output in ``dest``:
 
-- one motion file per clip, ``<clip_id>.<ext>`` (see :mod:`catalog.formats`); with ``--val-frac`` they go into
-  ``train/`` and ``val/`` (trainers such as mjlab and unitree_rl_lab read a folder of motion files: point them
-  at ``dest/train``), otherwise straight into ``dest``;
+- one folder per clip, ``<clip_id>/``, holding ``motion.<ext>`` (see :mod:`catalog.formats`) and ``clip.json``
+  (where the clip came from: clip, video and track ids, source, licence, backend, configuration hash, code
+  versions, format, fps, frames, duration, g1_ready and quality score). This is what the trainers take as they
+  are: mjlab's and BeyondMimic's trainers load one ``motion.npz`` per run (a local path, or a W&B registry
+  artifact holding ``motion.npz``: ``g1forge publish``, :mod:`catalog.publish`), unitree_rl_lab's converter
+  writes ``motion.npz`` beside ``motion.csv``. With ``--val-frac`` the folders go into ``train/`` and ``val/``,
+  otherwise straight into ``dest``. ``layout="flat"`` writes ``<clip_id>.<ext>`` files instead (tools that read
+  a folder of motion files, e.g. GMR's dataset scripts);
 - ``manifest.parquet`` + ``manifest.csv``: one row per exported clip, ordered by ``clip_id``: where it came from
   (source uri and kind, licence, tags, backend and version, configuration hash, the run's code version and the
   exporting g1forge's), what the file holds (path relative to ``dest``, format, fps, frames, duration), its split
@@ -54,6 +59,15 @@ MANIFEST_CSV = "manifest.csv"
 EXPORT_MARKER = ".g1forge-export"
 SPLITS = ("train", "val")
 PARQUET_METADATA_KEY = b"g1forge.export"
+#: Export layouts: one folder per clip (``<clip_id>/motion.<ext>`` + ``clip.json``), or flat ``<clip_id>.<ext>``.
+LAYOUTS = ("folders", "flat")
+MOTION_STEM = "motion"
+CLIP_INFO = "clip.json"
+#: Manifest columns copied into each clip folder's ``clip.json`` (when the catalog has them).
+CLIP_INFO_COLUMNS = ("clip_id", "video_id", "track_id", "format", "fps", "num_frames", "duration_s",
+                     "clip_start_s", "clip_end_s", "source_uri", "source_kind", "license", "tags", "backend",
+                     "backend_version", "config_hash", "code_version", "export_code_version", "g1_ready",
+                     "quality_score")
 
 #: Provenance columns joined from the ``videos`` table: (manifest column, videos column).
 _VIDEO_COLUMNS = (("source_uri", "uri"), ("source_kind", "source_kind"), ("license", "license"),
@@ -130,24 +144,27 @@ class ExportReport:
 
 def export(run_dir: str | Path, where: str | None, fmt: str, dest: str | Path, *, fps: float | None = None,
            limit: int | None = None, sample: int | None = None, seed: int = 0, balance: str | None = None,
-           val_frac: float | None = None, workers: int = 1, model=None) -> ExportReport:
+           val_frac: float | None = None, workers: int = 1, model=None, layout: str = "folders") -> ExportReport:
     """Export the selected clips' G1 motions from the run folder ``run_dir`` as ``fmt`` into ``dest``.
 
     where: SQL boolean expression over the clip and video columns (None or blank: every ok clip with a G1
     motion). sample, seed, balance, limit, val_frac: see :mod:`catalog.selection`. fps: output rate (default: the
     format's, 30 for CSV and pickle, 50 for the NPZ formats). workers: processes writing motion files (the
     files do not depend on it). model: the :class:`pipeline.g1.model.G1Model` used for forward kinematics
-    (default: the bundled G1). Raises :class:`ConfigError` for a bad format, rate, option, folder or predicate;
-    clips whose motion file cannot be read are skipped and listed in the report.
+    (default: the bundled G1). layout: ``"folders"`` (one folder per clip holding ``motion.<ext>`` and
+    ``clip.json``) or ``"flat"`` (``<clip_id>.<ext>`` files). Raises :class:`ConfigError` for a bad format, rate,
+    option, layout, folder or predicate; clips whose motion file cannot be read are skipped and listed in the
+    report.
     """
-    _format_and_rate(fmt, fps)  # a bad format, rate or worker count fails before the catalog is read
+    _format_and_rate(fmt, fps)  # a bad format, rate, layout or worker count fails before the catalog is read
     _check_workers(workers)
+    _check_layout(layout)
     spec = SelectionSpec(where=where, sample=sample, seed=seed, balance=balance, limit=limit,
                          val_frac=val_frac).validate()
     t0 = time.perf_counter()
     selection = select_for_export(run_dir, spec)
     t_select = time.perf_counter() - t0
-    report = write_export(selection, fmt, dest, fps=fps, workers=workers, model=model)
+    report = write_export(selection, fmt, dest, fps=fps, workers=workers, model=model, layout=layout)
     report.timings_s = {"select": t_select, **report.timings_s}
     return report
 
@@ -178,10 +195,11 @@ def select_for_export(run_dir: str | Path, spec: SelectionSpec) -> ExportSelecti
 
 
 def write_export(selection: ExportSelection, fmt: str, dest: str | Path, *, fps: float | None = None,
-                 workers: int = 1, model=None) -> ExportReport:
+                 workers: int = 1, model=None, layout: str = "folders") -> ExportReport:
     """Write the selected clips as ``fmt`` into ``dest`` with the manifest and the card (see :func:`export`)."""
     fmt_spec, out_fps = _format_and_rate(fmt, fps)
     _check_workers(workers)
+    _check_layout(layout)
     spec, selected = selection.spec, selection.selected
     rows = selected.table.to_pylist()
     t0 = time.perf_counter()
@@ -194,7 +212,7 @@ def write_export(selection: ExportSelection, fmt: str, dest: str | Path, *, fps:
 
     exporter_version = code_version()
     splits = [split_of(row["video_id"], spec.seed, spec.val_frac) for row in rows]
-    names = [_file_name(row["clip_id"], fmt_spec.ext) for row in rows]
+    names = [_file_name(row["clip_id"], fmt_spec.ext, layout) for row in rows]
     rels = [None if name is None else f"{split}/{name}" if spec.val_frac is not None else name
             for name, split in zip(names, splits)]
     tasks = [(str(selection.layout.root), row["clip_id"], row["g1_motion_path"], rel, str(dest), fmt, out_fps)
@@ -208,11 +226,13 @@ def write_export(selection: ExportSelection, fmt: str, dest: str | Path, *, fps:
         report.files.append(rel)
         report.split_counts[split] = report.split_counts.get(split, 0) + 1
         manifest_rows.append(_manifest_row(row, rel, split, fmt, info, selection.extra_cols, exporter_version))
+        if layout == "folders":
+            _write_clip_info(dest / rel, manifest_rows[-1])
     report.split_counts = {s: report.split_counts.get(s, 0) for s in (SPLITS if spec.val_frac is not None else
                                                                       SPLITS[:1])}
     t_files = time.perf_counter()
 
-    params = export_parameters(spec, fmt, out_fps, exporter_version)
+    params = export_parameters(spec, fmt, out_fps, exporter_version, layout)
     from catalog.scoring import thresholds_hash
 
     params["quality_thresholds_hash"] = thresholds_hash(selection.layout)  # which g1_ready/quality_score rules
@@ -233,6 +253,11 @@ def write_export(selection: ExportSelection, fmt: str, dest: str | Path, *, fps:
 def _check_workers(workers) -> None:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"--workers must be a whole number >= 1 (got {workers!r})")
+
+
+def _check_layout(layout) -> None:
+    if layout not in LAYOUTS:
+        raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)} (got {layout!r})")
 
 
 def _format_and_rate(fmt: str, fps: float | None):
@@ -266,7 +291,9 @@ def _write_clip(task: tuple, model) -> tuple[bool, object]:
         out = resample_g1_motion(load_g1_motion(path), out_fps, model, bodies=get_format(fmt).needs_bodies)
         if out.num_frames == 0:
             raise ValueError("the motion has no frames")
-        write_motion(fmt, out, Path(dest) / rel)
+        target = Path(dest) / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_motion(fmt, out, target)
     except _ERRORS_THAT_SKIP as exc:
         return False, f"{type(exc).__name__}: {exc}"
     return True, (float(out.fps), int(out.num_frames), float(out.duration_s))
@@ -304,21 +331,31 @@ def _write_clips(tasks: list[tuple], needs_bodies: bool, workers: int, model) ->
         return list(pool.map(_write_clip_in_worker, tasks, chunksize=chunk))
 
 
-def export_parameters(spec: SelectionSpec, fmt: str, fps: float, exporter_version: str) -> dict:
+def export_parameters(spec: SelectionSpec, fmt: str, fps: float, exporter_version: str,
+                      layout: str = "folders") -> dict:
     """The parameters an export was made with (recorded in the manifest's metadata and the card)."""
     out = spec.to_dict()
-    out.update(format=fmt, fps=fps, exporter_code_version=exporter_version)
+    out.update(format=fmt, fps=fps, exporter_code_version=exporter_version, layout=layout)
     return out
+
+
+def _write_clip_info(motion_path: Path, manifest_row: dict) -> None:
+    """``clip.json`` beside a clip folder's motion file: its :data:`CLIP_INFO_COLUMNS` (sorted keys, no time
+    stamps: a re-export is byte-identical)."""
+    info = {k: manifest_row.get(k) for k in CLIP_INFO_COLUMNS if k in manifest_row}
+    text = json.dumps(info, indent=1, sort_keys=True, default=str, allow_nan=False) + "\n"
+    (motion_path.parent / CLIP_INFO).write_bytes(text.encode("utf-8"))  # a new folder: nothing to replace
 
 
 # --- file names -----------------------------------------------------------------------------------------------
 
 
-def _file_name(clip_id: str, ext: str) -> str | None:
-    """``<clip_id>.<ext>``, or None when the id cannot be a file name (the clip is then skipped)."""
-    if not clip_id or "/" in clip_id or "\\" in clip_id or clip_id.startswith("."):
+def _file_name(clip_id: str, ext: str, layout: str = "folders") -> str | None:
+    """``<clip_id>/motion.<ext>`` (``folders``) or ``<clip_id>.<ext>`` (``flat``), or None when the id cannot be
+    a file or folder name (the clip is then skipped)."""
+    if not clip_id or "/" in clip_id or "\\" in clip_id or clip_id.startswith(".") or clip_id in SPLITS:
         return None
-    return f"{clip_id}.{ext}"
+    return f"{clip_id}/{MOTION_STEM}.{ext}" if layout == "folders" else f"{clip_id}.{ext}"
 
 
 # --- the export folder ----------------------------------------------------------------------------------------
@@ -329,6 +366,12 @@ def _output_suffixes() -> set[str]:
 
     return {f".{f.ext}" for f in FORMATS.values()} | {Path(MANIFEST_PARQUET).suffix} | {
         Path(n).suffix for n in CARD_FILES}
+
+
+def _is_clip_folder(folder: Path, suffixes: set[str]) -> bool:
+    """True for a clip folder an earlier export wrote: only ``motion.<ext>`` and ``clip.json`` files inside."""
+    names = {MOTION_STEM + s for s in suffixes} | {CLIP_INFO}
+    return all(p.is_file() and p.name in names for p in folder.iterdir())
 
 
 def _prepare_dest(dest: Path, split: bool) -> None:
@@ -347,6 +390,10 @@ def _prepare_dest(dest: Path, split: bool) -> None:
             for p in folder.iterdir():
                 if p.is_file() and p.suffix in suffixes:
                     p.unlink()
+                elif p.is_dir() and p.name not in SPLITS and _is_clip_folder(p, suffixes):
+                    for f in p.iterdir():
+                        f.unlink()
+                    p.rmdir()
             if folder != dest and not any(folder.iterdir()):
                 folder.rmdir()
     try:

@@ -468,6 +468,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 PREVIOUS_DEFAULT_SHA256 = frozenset({
     "0c49c1aa2fb1c775f52dbdfe18c1ceeef04636a482860eab08e3ba51aa18e8d8",  # b5f4276: raw jerk lines 3000 / 4000
     "dc378da95d905a66be00f21494086db488043f8d4e7432c167ad0265a5ae66ec",  # b33afd4: before trajectory_recovered
+    "6af9cd350d435c976ec6845921d950d4217c3c966a96ce93240c5187a24745ac",  # b368f50: before the support-level lock
 })
 
 

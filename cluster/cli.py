@@ -1,5 +1,5 @@
-"""The ``g1forge`` command line: ``run``, ``query``, ``export``, ``status``, ``compact``, ``rescore``,
-``preview``, ``doctor`` and ``setup``."""
+"""The ``g1forge`` command line: ``run``, ``query``, ``export``, ``publish``, ``status``, ``compact``,
+``rescore``, ``preview``, ``doctor`` and ``setup``."""
 
 from __future__ import annotations
 
@@ -103,6 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "(whole videos, by hash) into val/, the rest into train/")
     e.add_argument("--workers", type=int, help="processes writing motion files (default: one per CPU core; "
                                                "small exports use one)")
+    e.add_argument("--layout", choices=("folders", "flat"), default="folders",
+                   help="folders (default): <clip_id>/motion.<ext> + clip.json per clip, as trainers load them; "
+                        "flat: <clip_id>.<ext> files")
+
+    pb = sub.add_parser("publish", help="log an npz export's clips as W&B 'motions' artifacts, linked into the "
+                                        "registry mjlab and BeyondMimic train from (needs g1forge[wandb])")
+    pb.add_argument("export_dir", metavar="EXPORT")
+    pb.add_argument("--project", default="g1forge", help="W&B project of the publishing run (default g1forge)")
+    pb.add_argument("--entity", help="W&B entity (default: yours)")
+    pb.add_argument("--splits", default="train,all", help="comma-separated: train, val, all (an export without "
+                                                          "--val-frac); default train,all")
+    pb.add_argument("--no-link", action="store_true", help="log the artifacts without linking them into the "
+                                                          "registry")
+    pb.add_argument("--offline", action="store_true", help="W&B offline mode: log into the local run folder "
+                                                          "only (wandb sync uploads it later)")
 
     s = sub.add_parser("status", help="counts by status and reason, throughput, what is left")
     s.add_argument("out", metavar="DIR")
@@ -189,7 +204,18 @@ def _export(args) -> int:
 
     report = export(args.out, args.where, args.fmt, args.dest, fps=args.fps, limit=args.limit, sample=args.sample,
                     seed=args.seed, balance=args.balance, val_frac=args.val_frac,
-                    workers=args.workers if args.workers is not None else (os.cpu_count() or 1))
+                    workers=args.workers if args.workers is not None else (os.cpu_count() or 1),
+                    layout=args.layout)
+    print(report.summary())
+    return 0
+
+
+def _publish(args) -> int:
+    from catalog.publish import publish
+
+    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    report = publish(args.export_dir, project=args.project, entity=args.entity, splits=splits,
+                     link=not args.no_link, offline=args.offline or None)
     print(report.summary())
     return 0
 
@@ -247,8 +273,9 @@ _READERS = {"query": False, "status": False, "export": True, "preview": True}
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": _run, "query": _query, "export": _export, "status": _status, "compact": _compact,
-               "rescore": _rescore, "preview": _preview, "doctor": _doctor, "setup": _setup}[args.command]
+    handler = {"run": _run, "query": _query, "export": _export, "publish": _publish, "status": _status,
+               "compact": _compact, "rescore": _rescore, "preview": _preview, "doctor": _doctor,
+               "setup": _setup}[args.command]
     try:
         if args.command in ("compact", "rescore"):
             from catalog.mirror import is_remote

@@ -74,14 +74,20 @@ EXPORTED = ["file-aaaa-t0-c0", "file-aaaa-t0-c1", "file-bbbb-t0-c0"]
 
 def test_csv_export_writes_every_selected_clip_and_a_manifest(run_dir, tmp_path):
     report = export(run_dir, None, "unitree-csv", tmp_path / "out")
-    assert report.files == [f"{c}.csv" for c in EXPORTED] and report.num_selected == 3 and not report.skipped
+    assert report.files == [f"{c}/motion.csv" for c in EXPORTED] and report.num_selected == 3 and not report.skipped
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        report.files + [".g1forge-export", "README.md", "duration.png", "manifest.csv", "manifest.parquet",
-                        "metrics.png"])
+        EXPORTED + [".g1forge-export", "README.md", "duration.png", "manifest.csv", "manifest.parquet",
+                    "metrics.png"])
+    for c in EXPORTED:  # one folder per clip: the motion and its provenance, nothing else
+        assert sorted(p.name for p in (tmp_path / "out" / c).iterdir()) == ["clip.json", "motion.csv"]
     manifest = pq.read_table(report.manifest_parquet).to_pylist()
     assert [r["clip_id"] for r in manifest] == EXPORTED
     first = manifest[0]
-    assert first["file"] == "file-aaaa-t0-c0.csv" and first["format"] == "unitree-csv" and first["fps"] == 30.0
+    assert first["file"] == "file-aaaa-t0-c0/motion.csv" and first["format"] == "unitree-csv" and first["fps"] == 30.0
+    info = json.loads((tmp_path / "out" / "file-aaaa-t0-c0" / "clip.json").read_text())
+    assert info["clip_id"] == "file-aaaa-t0-c0" and info["fps"] == 30.0 and info["num_frames"] == 61
+    assert info["source_uri"] == "/videos/file-aaaa.mp4" and info["license"] == "cc-by"
+    assert info["config_hash"] == "cfg123" and info["format"] == "unitree-csv"
     assert first["num_frames"] == 61 and first["duration_s"] == pytest.approx(61 / 30.0)
     assert first["source_uri"] == "/videos/file-aaaa.mp4" and first["backend"] == "synthetic"
     assert first["config_hash"] == "cfg123" and first["code_version"] == "abc" and first["license"] == "cc-by"
@@ -92,7 +98,7 @@ def test_csv_export_writes_every_selected_clip_and_a_manifest(run_dir, tmp_path)
     assert [r["clip_id"] for r in csv_rows] == EXPORTED and csv_rows[2]["source_uri"] == "/videos/file-bbbb.mp4"
     # the CSV read back equals the stored motion (same 30 fps)
     stored = load_g1_motion(run_dir / _g1_relpath("file-aaaa", "file-aaaa-t0-c1"))
-    back = read_unitree_csv(tmp_path / "out" / "file-aaaa-t0-c1.csv", fps=30.0)
+    back = read_unitree_csv(tmp_path / "out" / "file-aaaa-t0-c1" / "motion.csv", fps=30.0)
     np.testing.assert_allclose(back.joint_pos_rad, stored.joint_pos_rad, rtol=1e-8, atol=1e-9)
     np.testing.assert_allclose(back.root_pos_m, stored.root_pos_m, rtol=1e-8, atol=1e-9)
     np.testing.assert_allclose(back.root_quat_wxyz, stored.root_quat_wxyz, rtol=1e-8, atol=1e-9)
@@ -101,14 +107,14 @@ def test_csv_export_writes_every_selected_clip_and_a_manifest(run_dir, tmp_path)
 
 def test_where_filters_on_clip_columns_and_limit_caps(run_dir, tmp_path):
     r = export(run_dir, "jitter_m_s3 < 4", "unitree-csv", tmp_path / "a")
-    assert r.files == ["file-aaaa-t0-c0.csv", "file-bbbb-t0-c0.csv"]
+    assert r.files == ["file-aaaa-t0-c0/motion.csv", "file-bbbb-t0-c0/motion.csv"]
     assert [x["clip_id"] for x in pq.read_table(r.manifest_parquet).to_pylist()] == [
         "file-aaaa-t0-c0", "file-bbbb-t0-c0"]
-    r = export(run_dir, "video_id = 'file-bbbb'", "gmr-pkl", tmp_path / "b")
-    assert r.files == ["file-bbbb-t0-c0.pkl"]
+    r = export(run_dir, "video_id = 'file-bbbb'", "gmr-pkl", tmp_path / "b", layout="flat")
+    assert r.files == ["file-bbbb-t0-c0.pkl"] and (tmp_path / "b" / "file-bbbb-t0-c0.pkl").is_file()
     r = export(run_dir, "video_id IN (SELECT video_id FROM videos WHERE license = 'cc-by')", "unitree-csv",
                tmp_path / "c", limit=2)
-    assert r.files == ["file-aaaa-t0-c0.csv", "file-aaaa-t0-c1.csv"]
+    assert r.files == ["file-aaaa-t0-c0/motion.csv", "file-aaaa-t0-c1/motion.csv"]
     r = export(run_dir, "status = 'filtered'", "unitree-csv", tmp_path / "d")  # only ok clips are exported
     assert r.files == [] and pq.read_table(r.manifest_parquet).num_rows == 0
 
@@ -132,8 +138,8 @@ def test_bad_options_and_folders(run_dir, tmp_path):
 
 def test_npz_export_is_at_50_hz_with_fk_bodies(run_dir, tmp_path, model):
     report = export(run_dir, "clip_id = 'file-bbbb-t0-c0'", "mjlab-npz", tmp_path / "npz")
-    assert report.fps == 50.0 and report.files == ["file-bbbb-t0-c0.npz"]
-    tm = read_tracking_npz(tmp_path / "npz" / "file-bbbb-t0-c0.npz")
+    assert report.fps == 50.0 and report.files == ["file-bbbb-t0-c0/motion.npz"]
+    tm = read_tracking_npz(tmp_path / "npz" / "file-bbbb-t0-c0" / "motion.npz")
     stored = load_g1_motion(run_dir / _g1_relpath("file-bbbb", "file-bbbb-t0-c0"))
     expect = resample_g1_motion(stored, 50.0, model)
     assert tm.fps == 50.0 and tm.num_frames == expect.num_frames == 101
@@ -154,8 +160,9 @@ def test_reexport_is_byte_identical(run_dir, tmp_path):
     for fmt in ("unitree-csv", "isaaclab-npz", "gmr-pkl"):
         a = export(run_dir, "jitter_m_s3 > 2", fmt, tmp_path / f"{fmt}-1")
         b = export(run_dir, "jitter_m_s3 > 2", fmt, tmp_path / f"{fmt}-2")
-        names = sorted(p.name for p in a.dest.iterdir())
-        assert names == sorted(p.name for p in b.dest.iterdir()) and "manifest.parquet" in names
+        names = sorted(str(p.relative_to(a.dest)) for p in a.dest.rglob("*") if p.is_file())
+        assert names == sorted(str(p.relative_to(b.dest)) for p in b.dest.rglob("*") if p.is_file())
+        assert "manifest.parquet" in names and sum(n.endswith("/clip.json") for n in names) == len(a.files)
         for name in names:
             assert (a.dest / name).read_bytes() == (b.dest / name).read_bytes(), (fmt, name)
 
@@ -170,7 +177,8 @@ def test_missing_motion_file_is_skipped_and_reported(tmp_path, model):
                                           ("file-cccc-t0-c1", "ok", True, 1.0)])
     (layout.root / _g1_relpath("file-cccc", "file-cccc-t0-c0")).unlink()
     report = export(layout.root, None, "unitree-csv", tmp_path / "out")
-    assert report.files == ["file-cccc-t0-c1.csv"] and report.num_selected == 2
+    assert report.files == ["file-cccc-t0-c1/motion.csv"] and report.num_selected == 2
+    assert not (tmp_path / "out" / "file-cccc-t0-c0").exists()  # no empty folder for a skipped clip
     assert report.skipped[0][0] == "file-cccc-t0-c0" and "missing" in report.skipped[0][1]
     assert [r["clip_id"] for r in pq.read_table(report.manifest_parquet).to_pylist()] == ["file-cccc-t0-c1"]
     assert "skipped file-cccc-t0-c0" in report.summary()
@@ -186,3 +194,79 @@ def test_corrupt_motion_file_is_skipped(tmp_path, model):
     (layout.root / _g1_relpath("file-dddd", "file-dddd-t0-c0")).write_bytes(b"not an npz")
     report = export(layout.root, None, "mjlab-npz", tmp_path / "out")
     assert report.files == [] and report.skipped[0][0] == "file-dddd-t0-c0"
+
+
+@pytest.mark.parametrize("fmt, fps, expected", [
+    ("unitree-csv", None, ["--input_fps 30 --robot_model g1_29dof", "--input_fps 30 --output_name",
+                           "--input-fps 30"]),
+    ("unitree-csv", 60, ["--input_fps 60 --robot_model g1_29dof"]),
+    ("mjlab-npz", None, ["train Mjlab-Tracking-Flat-Unitree-G1 --env.commands.motion.motion-file",
+                         "--registry-name ENTITY/wandb-registry-motions/file-aaaa-t0-c0"]),
+    ("isaaclab-npz", None, ["--registry_name ENTITY/wandb-registry-motions/file-aaaa-t0-c0", "--motion_file"]),
+    ("gmr-pkl", None, ["--robot unitree_g1 --robot_motion_path"]),
+])
+def test_the_card_gives_each_trainer_its_command_with_the_files_rate(run_dir, tmp_path, fmt, fps, expected):
+    report = export(run_dir, None, fmt, tmp_path / "out", fps=fps, val_frac=0.5, seed=2)
+    card = (tmp_path / "out" / "README.md").read_text()
+    section = card.split("## Training with it", 1)[1].split("\n## ", 1)[0]
+    for text in expected:
+        assert text in section, (text, section)
+    first = sorted(report.files, key=lambda f: f.split("/")[1])[0]  # the card's example clip
+    assert first in section and (tmp_path / "out" / first).is_file()  # the commands name a file that exists
+    manifest = pq.read_table(report.manifest_parquet).to_pylist()
+    assert {r["fps"] for r in manifest} == {report.fps}
+
+
+def _offline_artifacts(wandb_dir):
+    """(name, type, {path: md5 digest}, metadata) of every artifact recorded in the offline runs under wandb_dir."""
+    from wandb.proto import wandb_internal_pb2
+    from wandb.sdk.internal import datastore
+
+    out = {}
+    for path in wandb_dir.rglob("*.wandb"):
+        store = datastore.DataStore()
+        store.open_for_scan(str(path))
+        while (data := store.scan_data()) is not None:
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(data)
+            if record.WhichOneof("record_type") == "artifact":
+                a = record.artifact
+                out[a.name] = (a.type, {e.path: e.digest for e in a.manifest.contents}, json.loads(a.metadata))
+    return out
+
+
+def test_publish_logs_each_npz_clip_as_a_motions_artifact_holding_motion_npz(run_dir, tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="g1forge publish needs the wandb extra")
+    import base64
+    import hashlib
+
+    from catalog.publish import publish
+
+    for var, sub in (("WANDB_DIR", "wandb"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config"),
+                     ("WANDB_DATA_DIR", "data"), ("WANDB_ARTIFACT_DIR", "artifacts")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
+    report = export(run_dir, None, "mjlab-npz", tmp_path / "out", val_frac=0.5, seed=2)
+    result = publish(tmp_path / "out", offline=True, splits=("train", "val"), wandb_dir=tmp_path / "wandb")
+    assert result.offline and sorted(n for n, _ in result.artifacts) == EXPORTED and not result.links
+    assert sorted(w for w, _ in result.skipped) == [f"link {c}" for c in EXPORTED]  # linking needs the server
+    logged = _offline_artifacts(tmp_path / "wandb")
+    assert sorted(logged) == EXPORTED
+    for rel in report.files:
+        clip_id = rel.split("/")[1]
+        kind, files, meta = logged[clip_id]
+        digest = base64.b64encode(hashlib.md5((tmp_path / "out" / rel).read_bytes()).digest()).decode()
+        assert kind == "motions" and files == {"motion.npz": digest}  # the trainers read exactly this file
+        assert meta["clip_id"] == clip_id and meta["fps"] == 50.0 and meta["split"] == rel.split("/")[0]
+        assert meta["license"] == "cc-by" and meta["config_hash"] == "cfg123"
+
+
+def test_publish_refuses_what_trainers_cannot_fetch(run_dir, tmp_path):
+    from catalog.publish import publish
+
+    with pytest.raises(ConfigError, match="not a g1forge export"):
+        publish(tmp_path)
+    export(run_dir, None, "unitree-csv", tmp_path / "csv")
+    with pytest.raises(ConfigError, match="mjlab-npz or isaaclab-npz"):
+        publish(tmp_path / "csv")

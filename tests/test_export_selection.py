@@ -201,12 +201,12 @@ def test_split_export_puts_whole_videos_in_train_and_val_folders(files_run, tmp_
     by_video = {}
     for row in manifest:
         assert row["split"] == split_of(row["video_id"], 1, 0.4)
-        assert row["file"] == f"{row['split']}/{row['clip_id']}.csv" and (dest / row["file"]).is_file()
+        assert row["file"] == f"{row['split']}/{row['clip_id']}/motion.csv" and (dest / row["file"]).is_file()
         by_video.setdefault(row["video_id"], set()).add(row["split"])
     assert all(len(s) == 1 for s in by_video.values())  # no video straddles train and val
     assert {"train", "val"} <= {s for v in by_video.values() for s in v}
     assert sorted(p.name for p in (dest / "val").iterdir()) == sorted(
-        f"{m['clip_id']}.csv" for m in manifest if m["split"] == "val")
+        m["clip_id"] for m in manifest if m["split"] == "val")
     assert r.split_counts == {s: sum(m["split"] == s for m in manifest) for s in ("train", "val")}
     assert "train: " in r.summary() and [p.name for p in dest.glob("*.csv")] == ["manifest.csv"]
 
@@ -245,7 +245,7 @@ def test_manifest_carries_provenance_export_parameters_and_every_clip_column(fil
     assert set(clip_cols) <= set(table.column_names)  # metrics and any computed clip column (e.g. quality)
     params = json.loads(table.schema.metadata[PARQUET_METADATA_KEY])
     assert params == {"where": "jitter_m_s3 < 45", "sample": 5, "seed": 4, "balance": "license", "limit": None,
-                      "val_frac": 0.25, "format": "mjlab-npz", "fps": 50.0,
+                      "val_frac": 0.25, "format": "mjlab-npz", "fps": 50.0, "layout": "folders",
                       "exporter_code_version": first["export_code_version"],
                       "quality_thresholds_hash": thresholds_hash(files_run.root)}
     header = (tmp_path / "m" / "manifest.csv").read_text().splitlines()[0].split(",")
@@ -309,10 +309,13 @@ def test_reexport_with_sample_balance_and_split_is_byte_identical_including_card
 def test_reexport_into_an_export_folder_replaces_it_and_foreign_folders_are_refused(files_run, tmp_path):
     dest = tmp_path / "d"
     export(files_run.root, None, "unitree-csv", dest, val_frac=0.5, seed=0)
-    assert (dest / EXPORT_MARKER).is_file() and list((dest / "train").glob("*.csv"))
-    r = export(files_run.root, "clip_id = 'file-0003-t0-c1'", "unitree-csv", dest)  # flat, one clip
-    assert sorted(p.name for p in dest.iterdir() if p.suffix == ".csv") == ["file-0003-t0-c1.csv", "manifest.csv"]
-    assert not (dest / "train").exists() and not (dest / "val").exists() and r.files == ["file-0003-t0-c1.csv"]
+    assert (dest / EXPORT_MARKER).is_file() and list((dest / "train").glob("*/motion.csv"))
+    r = export(files_run.root, "clip_id = 'file-0003-t0-c1'", "unitree-csv", dest)  # no split, one clip
+    assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == ["file-0003-t0-c1"]
+    assert not (dest / "train").exists() and not (dest / "val").exists() and r.files == ["file-0003-t0-c1/motion.csv"]
+    r = export(files_run.root, "clip_id = 'file-0003-t0-c0'", "unitree-csv", dest, layout="flat")
+    assert sorted(p.name for p in dest.iterdir() if p.suffix == ".csv") == ["file-0003-t0-c0.csv", "manifest.csv"]
+    assert not [p for p in dest.iterdir() if p.is_dir()]  # the earlier clip folder is gone
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")

@@ -53,6 +53,12 @@ def _camera(kind: str, pelvis: np.ndarray, rng: np.random.Generator):
     elif kind == "follow":  # a camera travelling beside the person at a fixed height, always 6 m away
         pos = np.column_stack([pelvis[:, :2], np.full(n, pelvis[0, 2])]) + side
         rot = np.stack([_look_at(pos[t], pelvis[t]) for t in range(n)])
+    elif kind == "behind":  # a camera following the person walking away from it, 4 m behind
+        heading = pelvis[-1, :2] - pelvis[0, :2]
+        heading = heading / np.linalg.norm(heading)
+        back = np.array([-4.0 * heading[0], -4.0 * heading[1], CAM_HEIGHT_M - 1.0])
+        pos = np.column_stack([pelvis[:, :2], np.full(n, pelvis[0, 2])]) + back
+        rot = np.stack([_look_at(pos[t], pelvis[t]) for t in range(n)])
     elif kind == "shake":  # hand-held on the spot: small random rotations around a fixed aim
         pos = np.tile(target0 + side, (n, 1))
         base = _look_at(pos[0], target0)
@@ -74,7 +80,7 @@ def _recover(motion, kind: str, *, depth_noise_m: float = 0.05, tell_moving: boo
     pos, rot = _camera(kind, world[:, PELVIS], rng)
     cam, r_cam0 = _observe(world, pos, rot)
     cam = add_depth_noise(cam, depth_noise_m, rng) + rng.normal(0.0, 0.01, size=cam.shape)
-    moving = np.full(len(cam), kind == "follow") if tell_moving else None
+    moving = np.full(len(cam), kind in ("follow", "behind")) if tell_moving else None
     traj = recover_trajectory(cam, np.full(cam.shape[:2], 0.95), motion.fps, BODY_JOINTS,
                               R_cam0_from_cam=r_cam0, camera_moving=moving)
     truth = np.einsum("ab,tb->ta", rot[0], world[:, PELVIS] - pos[0])  # the pelvis in cam0
@@ -96,7 +102,7 @@ def _errors(traj, truth):
     return abs(length(est) - length(ref)) / length(ref), heading, float(np.linalg.norm(est[-1] - ref[-1])) / distance
 
 
-@pytest.mark.parametrize("kind", ["static", "pan", "follow", "shake"])
+@pytest.mark.parametrize("kind", ["static", "pan", "follow", "behind", "shake"])
 def test_a_walk_is_recovered_whatever_the_camera_does(kind):
     motion = walking_motion(num_frames=300, fps=30.0, speed_m_s=1.2, turn_rate_rad_m=0.0)
     traj, truth = _recover(motion, kind)
@@ -104,7 +110,7 @@ def test_a_walk_is_recovered_whatever_the_camera_does(kind):
     assert length_err <= 0.10 and heading_deg <= 15.0 and final_err <= 0.10, (kind, length_err, heading_deg,
                                                                                  final_err, traj.method)
     assert traj.recovered
-    assert (traj.method == "camera") == (kind != "follow")  # a following camera is found by disagreement
+    assert (traj.method == "camera") == (kind not in ("follow", "behind"))  # following: found by disagreement
 
 
 def test_a_turning_walk_followed_by_the_camera():

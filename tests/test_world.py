@@ -156,6 +156,50 @@ def test_contacts_and_ground_of_a_jumper():
     assert a.foot_contact[motion.foot_contact].all()
 
 
+def _wandering_heights(motion, amplitude_m=0.12, period_s=3.0, low_foot=None, drop_m=0.06):
+    """World joints with the errors a monocular backend makes: the whole body bobs slowly (root depth and leg
+    length read per frame) and, optionally, foot point ``low_foot`` reads ``drop_m`` low while in contact."""
+    x = motion.joints_world_m.copy()
+    t_s = np.arange(len(x)) / FPS
+    x[..., 2] += amplitude_m * np.sin(2 * np.pi * t_s / period_s)[:, None]
+    if low_foot is not None:
+        feet = joint_index(*FOOT_JOINTS)
+        for k in (low_foot, low_foot + 1):  # heel and toe of one foot
+            x[motion.foot_contact[:, k], feet[k], 2] -= drop_m
+    return x
+
+
+@pytest.mark.parametrize("low_foot", [None, 0])
+def test_ground_lock_keeps_a_wandering_walker_out_of_the_ground(low_foot):
+    motion = walking_motion(300, FPS)
+    T = look_at_camera((3.0, 0.0, 1.0), **TILTED)
+    truth = motion.joints_world_m
+    observed = _wandering_heights(motion, low_foot=low_foot)
+    feet = joint_index(*FOOT_JOINTS)
+    plane_only = align_to_world(transform_points(T, observed), np.ones(observed.shape[:2]), FPS,
+                                WorldConfig(ground_lock=False))
+    a = align_to_world(transform_points(T, observed), np.ones(observed.shape[:2]), FPS)
+
+    assert -plane_only.joints_world_m[:, feet, 2].min() > 0.08  # one ground plane cannot follow the wander
+    assert -a.joints_world_m[:, feet, 2].min() < 0.02
+    lowest, true_lowest = a.joints_world_m[:, feet, 2].min(axis=1), truth[:, feet, 2].min(axis=1)
+    # the lower foot is put on the ground: the body floats only around the changes of stance of the low foot
+    assert np.mean(lowest - true_lowest > 0.05) < (0.15 if low_foot is not None else 0.001)
+    if low_foot is None:  # the lock removes the wander: heights as in the truth
+        assert np.abs(a.joints_world_m[..., 2] - truth[..., 2]).max() < 0.03
+
+
+def test_ground_lock_keeps_a_jump_in_the_air():
+    motion = jumping_motion(150, FPS, jump_height_m=0.3)
+    T = look_at_camera((0.0, 0.0, 1.0), **TILTED)
+    observed = _wandering_heights(motion, amplitude_m=0.08)
+    a = align_to_world(transform_points(T, observed), np.ones(observed.shape[:2]), FPS)
+    feet = joint_index(*FOOT_JOINTS)
+    lowest, true_lowest = a.joints_world_m[:, feet, 2].min(axis=1), motion.joints_world_m[:, feet, 2].min(axis=1)
+    assert lowest.max() > 0.85 * true_lowest.max()  # the flight keeps (nearly) its height
+    assert -lowest.min() < 0.015
+
+
 def test_walking_contacts_match_the_truth():
     motion = walking_motion(300, FPS)
     T = look_at_camera((4.0, 0.0, 1.0), **TILTED)
