@@ -135,20 +135,24 @@ _RELIABILITY = pytest.StashKey[dict]()
 
 
 def pytest_configure(config):
-    config.stash[_RELIABILITY] = {"inputs": 0, "crashes": 0, "rows_lost": 0, "kills": 0}
+    config.stash[_RELIABILITY] = {"inputs": 0, "crashes": 0, "rows_lost": 0, "kills": 0, "full_disks": 0,
+                                  "second_runs": 0}
 
 
 @pytest.fixture
 def reliability_figures(request) -> dict:
-    """The session's reliability counters: inputs tried, crashes (worker losses), rows lost, kills survived."""
+    """The session's reliability counters: inputs tried, crashes (worker losses), rows lost, kills survived,
+    full disks survived (the run stopped with its message, nothing lost), second runs on a busy folder refused."""
     return request.config.stash[_RELIABILITY]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     f = config.stash.get(_RELIABILITY, None)
-    if f and (f["inputs"] or f["kills"]):
+    if f and (f["inputs"] or f["kills"] or f["full_disks"] or f["second_runs"]):
         terminalreporter.write_line(f"reliability: {f['inputs']} inputs tried, {f['crashes']} crashes, "
-                                    f"{f['rows_lost']} rows lost, {f['kills']} kills survived")
+                                    f"{f['rows_lost']} rows lost, {f['kills']} kills survived, "
+                                    f"{f['full_disks']} full disks survived, {f['second_runs']} second runs "
+                                    "refused")
 
 
 if __name__ == "__main__":  # print the installed versions in the format of tests/tested_versions.txt

@@ -85,7 +85,7 @@ def _leftover_tmp(folder: Path) -> list[Path]:
 # --- item 3: a full disk --------------------------------------------------------------------------------------
 
 
-def test_a_full_disk_at_the_info_file_stops_the_run_and_keeps_the_old_one(tmp_path, monkeypatch):
+def test_a_full_disk_at_the_info_file_stops_the_run_and_keeps_the_old_one(tmp_path, monkeypatch, reliability_figures):
     out = tmp_path / "out"
     run([], [], out, CONFIG, ExecOptions(progress=False), items=[])
     info_before = (out / "g1forge.json").read_text()
@@ -95,17 +95,19 @@ def test_a_full_disk_at_the_info_file_stops_the_run_and_keeps_the_old_one(tmp_pa
     assert hits and f"disk full while writing {out / 'g1forge.json'}" in str(caught.value)
     assert "run the same command again" in str(caught.value)
     assert (out / "g1forge.json").read_text() == info_before and not _leftover_tmp(out)
+    reliability_figures["full_disks"] += 1
 
 
-def test_a_full_disk_at_the_plan_stops_the_run(tmp_path, monkeypatch):
+def test_a_full_disk_at_the_plan_stops_the_run(tmp_path, monkeypatch, reliability_figures):
     out = tmp_path / "out"
     hits = _full_disk_at(monkeypatch, lambda dst: dst.name == "plan.parquet")
     with pytest.raises(DiskFull, match="plan.parquet: free space"):
         run([], [], out, CONFIG, ExecOptions(progress=False), items=[])
     assert hits and not _leftover_tmp(out / "state")
+    reliability_figures["full_disks"] += 1
 
 
-def test_a_full_disk_at_the_catalog_views_stops_the_run(tmp_path, monkeypatch):
+def test_a_full_disk_at_the_catalog_views_stops_the_run(tmp_path, monkeypatch, reliability_figures):
     import duckdb
 
     def full(layout):
@@ -114,15 +116,17 @@ def test_a_full_disk_at_the_catalog_views_stops_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(db, "refresh_views", full)
     with pytest.raises(DiskFull, match=r"catalog\.duckdb \(the catalog's views\): free space"):
         run([], [], tmp_path / "out", CONFIG, ExecOptions(progress=False), items=[])
+    reliability_figures["full_disks"] += 1
 
 
-def test_a_full_disk_at_the_stats_keeps_the_report(tmp_path, monkeypatch):
+def test_a_full_disk_at_the_stats_keeps_the_report(tmp_path, monkeypatch, reliability_figures):
     out = tmp_path / "out"
     hits = _full_disk_at(monkeypatch, lambda dst: dst.parent.name == "runs")
     with pytest.raises(DiskFull, match=r"state/runs/.*\.json: free space") as caught:
         run([], [], out, CONFIG, ExecOptions(progress=False), items=[])
     assert hits and caught.value.report.inputs == 0
     assert not list((out / "state" / "runs").iterdir())
+    reliability_figures["full_disks"] += 1
 
 
 def test_only_a_video_that_could_not_be_written_at_all_stops_the_run():
@@ -136,7 +140,8 @@ def test_only_a_video_that_could_not_be_written_at_all_stops_the_run():
 
 
 @pytest.mark.slow
-def test_cli_disk_full_mid_run_and_at_the_end_keeps_finished_videos(tmp_path, monkeypatch, capsys, ray_tmp):
+def test_cli_disk_full_mid_run_and_at_the_end_keeps_finished_videos(tmp_path, monkeypatch, capsys, ray_tmp,
+                                                                   reliability_figures):
     """The disk fills mid-run (a video cannot be written at all: the run stops), then at the very end (the
     run's stats): each time one message and exit 3, and the next run goes on where it stopped."""
     import cluster.pipeline as pipeline
@@ -173,6 +178,7 @@ def test_cli_disk_full_mid_run_and_at_the_end_keeps_finished_videos(tmp_path, mo
     assert hits and "disk full while writing" in captured.err and "Traceback" not in captured.err
     assert "processed" in captured.out  # the summary of what was done before the stats could not be written
     assert _done_count(out, ids) == 4
+    reliability_figures["full_disks"] += 2
     monkeypatch.setattr(os, "replace", real_replace)
 
     assert cli.main(args) == 0
@@ -325,7 +331,7 @@ def test_the_run_lock_dies_with_its_holder(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_second_run_on_a_busy_folder_stops_and_every_video_is_done_once(tmp_path, ray_tmp):
+def test_a_second_run_on_a_busy_folder_stops_and_every_video_is_done_once(tmp_path, ray_tmp, reliability_figures):
     paths = _make_inputs(tmp_path / "in", 6)
     out = tmp_path / "out"
     args = ["run", str(tmp_path / "in"), "--backend", "phalp-pkl", "--workers", "1", "--no-progress",
@@ -356,6 +362,7 @@ def test_a_second_run_on_a_busy_folder_stops_and_every_video_is_done_once(tmp_pa
     assert [r["processed"] for r in runs] == [6]  # one run did the work, the other did nothing
     rows = db.run_query(out, "SELECT video_id, attempts FROM videos").to_pylist()
     assert sorted(r["video_id"] for r in rows) == sorted(_file_ids(paths)) and {r["attempts"] for r in rows} == {1}
+    reliability_figures["second_runs"] += 1
 
 
 # --- item 6: a SIGKILLed driver takes its Ray with it ---------------------------------------------------------
@@ -391,7 +398,7 @@ def test_dead_sessions_of_g1forge_runs_are_removed_and_nothing_else(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_sigkilled_driver_leaves_no_ray_process_and_no_session_folder(tmp_path, ray_tmp):
+def test_a_sigkilled_driver_leaves_no_ray_process_and_no_session_folder(tmp_path, ray_tmp, reliability_figures):
     paths = _make_inputs(tmp_path / "in", 24, frames=150)
     ids = _file_ids(paths)
     out = tmp_path / "out"
@@ -418,6 +425,7 @@ def test_a_sigkilled_driver_leaves_no_ray_process_and_no_session_folder(tmp_path
         while time.monotonic() - killed_at < 10 and sessions[0].exists():
             time.sleep(0.05)
         assert not sessions[0].exists(), "the killed run's Ray session folder was left behind"
+        reliability_figures["kills"] += 1
     finally:
         kill_session(proc.pid)
         for pid in tree:

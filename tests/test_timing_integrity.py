@@ -302,7 +302,8 @@ STANDIN = textwrap.dedent('''
 
 
 @pytest.mark.slow
-def test_a_run_records_the_zero_timescale_video_as_failed_not_as_an_ok_clip(tmp_path, monkeypatch):
+def test_a_run_records_the_zero_timescale_video_as_failed_not_as_an_ok_clip(tmp_path, monkeypatch,
+                                                                           reliability_figures):
     from catalog import db
     from cluster.config import RunConfig
     from cluster.run import ExecOptions, run
@@ -342,3 +343,5 @@ def test_a_run_records_the_zero_timescale_video_as_failed_not_as_an_ok_clip(tmp_
     assert selected and {c["video_id"] for c in selected} == {good["video_id"]}, selected
     for clip in selected:
         assert clip["duration_s"] == pytest.approx(clip["num_frames"] / FPS)
+    reliability_figures["inputs"] += report.inputs
+    reliability_figures["rows_lost"] += report.inputs - len(videos)
