@@ -2,27 +2,43 @@
 
 Every writer takes a motion already at the target rate (see :func:`pipeline.resample.resample_g1_motion`) and
 writes deterministically: the same motion gives the same bytes (no timestamps, fixed number formatting).
+What each consumer's model looks like (body axes, velocity reference points, the converters' finite differences)
+is in :mod:`pipeline.g1.trainer_bodies`.
 
 ``unitree-csv`` (``.csv``, 30 fps by default): Unitree's retargeted-LAFAN1 layout, read by unitree_rl_lab,
 BeyondMimic and mjlab's ``csv_to_npz``. One row per frame, comma-separated, no header, 36 columns:
 root x, y, z (m), root quaternion **qx, qy, qz, qw** (scalar last), then the 29 joint angles (rad) in Unitree
 SDK order (= :data:`pipeline.g1.model.JOINT_NAMES`). The file does not store its rate: pass it to the reader
-(``--input_fps``).
+(``--input_fps``; unitree_rl_lab's converter assumes 60 unless told).
 
-``mjlab-npz`` / ``isaaclab-npz`` (``.npz``, 50 fps by default): what ``csv_to_npz`` produces and the trackers'
-``MotionLoader`` reads. ``fps`` (1,) float64; ``joint_pos``, ``joint_vel`` (T, 29); ``body_pos_w`` (T, 30, 3);
-``body_quat_w`` (T, 30, 4) **wxyz**; ``body_lin_vel_w``, ``body_ang_vel_w`` (T, 30, 3); all float32, world
-frame, every body of the robot. mjlab: MuJoCo depth-first body and joint order
-(:data:`~pipeline.g1.model.BODY_NAMES`, SDK joint order). isaaclab: PhysX breadth-first order
-(:data:`~pipeline.g1.model.ISAAC_BODY_NAMES`, :data:`~pipeline.g1.model.ISAAC_JOINT_NAMES`). Both also carry
-``joint_names`` (29,) and ``body_names`` (30,) as unicode string arrays (no pickling needed to read them); the
-loaders index the arrays they need by key, so extra keys are ignored. Linear body velocities are those of the
-body frame origins.
+Tracking NPZ (``.npz``, 50 fps by default): what the trainer's own ``csv_to_npz`` would write from our CSV, for the
+tracking task's ``MotionLoader``. ``fps`` (1,) float64; ``joint_pos``, ``joint_vel`` (T, 29); ``body_pos_w``
+(T, B, 3); ``body_quat_w`` (T, B, 4) **wxyz**; ``body_lin_vel_w``, ``body_ang_vel_w`` (T, B, 3); all float32,
+world frame, every body of the consumer's robot in its simulator's order (the task picks the bodies it tracks by
+their index in that robot, so the body axis must be the robot's, whole). Joint velocities and the root twist are
+the converters' finite differences (second-order central inside, first-order one-sided at the ends; the root
+angular velocity at the first and last frame repeats its neighbour), and body velocities are propagated from them
+through the kinematic tree, as the simulator does. Also ``joint_names`` (29,) spelled as the trainers' models
+spell them (``left_hip_pitch_joint``) and ``body_names`` (B,), unicode string arrays (no pickling needed); the
+loaders index the arrays they need by key, so these extra keys are ignored.
+
+- ``mjlab-npz``: mjlab's G1 (30 bodies, MuJoCo depth-first order = :data:`~pipeline.g1.model.BODY_NAMES`,
+  joints in SDK order); body velocities of the body frame origins (``body_link_*``).
+- ``isaaclab-npz``: an Isaac Lab articulation built from Unitree's G1 URDF by Isaac Lab's converter, whose
+  ``merge_fixed_joints`` default merges the fixed links: 30 bodies and 29 joints in PhysX breadth-first order
+  (:data:`~pipeline.g1.model.ISAAC_BODY_NAMES`, :data:`~pipeline.g1.model.ISAAC_JOINT_NAMES`). BeyondMimic;
+  unitree_rl_lab when its robot is spawned from the URDF. Linear velocities are those of the bodies' centres of
+  mass (Isaac Lab's ``body_lin_vel_w``), the pelvis centre of mass moving at the pelvis origin's finite-difference
+  velocity as the converters set it.
+- ``isaaclab-npz-all-links``: the same for an articulation that keeps the URDF's 9 fixed links (pelvis contour,
+  IMUs, logo, head, cameras, rubber hands) as bodies: 39 bodies, breadth-first, the fixed links' poses from their
+  fixed transforms (a USD imported without merging fixed joints).
 
 ``gmr-pkl`` (``.pkl``, 30 fps by default): GMR's robot motion pickle, a dict with ``fps`` (int when the rate is
 whole, else float), ``root_pos`` (T, 3), ``root_rot`` (T, 4) **xyzw**, ``dof_pos`` (T, 29) in SDK order,
-``local_body_pos`` (T, 30, 3) (body origins in the pelvis frame) and ``link_body_list`` (30 names, MuJoCo
-depth-first order).
+``local_body_pos`` (T, 38, 3) (body origins from forward kinematics with the root at the origin, unrotated, as
+GMR's ``KinematicsModel`` computes them) and ``link_body_list`` (GMR's 38 ``unitree_g1`` bodies, its order:
+:data:`pipeline.g1.trainer_bodies.GMR_BODY_NAMES`).
 """
 
 from __future__ import annotations
@@ -40,8 +56,7 @@ import numpy as np
 
 from ingest.errors import BadResultFile, ConfigError
 from pipeline.g1_motion import G1Motion
-from pipeline.resample import g1_velocities
-from pipeline.rotations import quat_conjugate, quat_continuous, quat_rotate, wxyz_to_xyzw, xyzw_to_wxyz
+from pipeline.rotations import quat_conjugate, quat_continuous, wxyz_to_xyzw, xyzw_to_wxyz
 
 CSV_NUM_COLUMNS = 36
 _CSV_FLOAT = "%.9g"  # 9 significant digits: every float32 value round-trips, float64 to ~1e-9 relative
@@ -64,10 +79,16 @@ FORMATS: dict[str, TrainerFormat] = {
     for f in (
         TrainerFormat("unitree-csv", "csv", 30.0, False,
                       "36-column CSV, root xyz + quat xyzw + 29 joints (unitree_rl_lab, BeyondMimic, mjlab)"),
-        TrainerFormat("mjlab-npz", "npz", 50.0, True, "mjlab tracking NPZ, MuJoCo depth-first order"),
+        TrainerFormat("mjlab-npz", "npz", 50.0, True,
+                      "mjlab tracking NPZ: 30 bodies in MuJoCo depth-first order, body-origin velocities"),
         TrainerFormat("isaaclab-npz", "npz", 50.0, True,
-                      "Isaac Lab tracking NPZ (BeyondMimic, unitree_rl_lab), PhysX breadth-first order"),
-        TrainerFormat("gmr-pkl", "pkl", 30.0, True, "GMR robot motion pickle"),
+                      "Isaac Lab tracking NPZ (BeyondMimic; unitree_rl_lab spawning Unitree's URDF): 30 bodies, "
+                      "fixed links merged, PhysX breadth-first order, centre-of-mass velocities"),
+        TrainerFormat("isaaclab-npz-all-links", "npz", 50.0, True,
+                      "Isaac Lab tracking NPZ for an articulation that keeps the URDF's fixed links (a USD imported "
+                      "without merging): 39 bodies, PhysX breadth-first order, centre-of-mass velocities"),
+        TrainerFormat("gmr-pkl", "pkl", 30.0, True,
+                      "GMR robot motion pickle: root xyzw, 29 joints, GMR's 38 unitree_g1 bodies in the root frame"),
     )
 }
 
@@ -199,28 +220,74 @@ class TrackingMotion:
         return len(self.joint_pos)
 
 
-def tracking_motion(motion: G1Motion) -> TrackingMotion:
-    """The tracking arrays of a motion with bodies, in the motion's own (MuJoCo) order; velocities by finite
-    differences at the motion's rate; body quaternions made sign-continuous over time."""
+TRACKING_TARGETS: dict[str, tuple[str, str | None]] = {  # format -> (simulator, Isaac Lab body set)
+    "mjlab-npz": ("mjlab", None),
+    "isaaclab-npz": ("isaaclab", "merged"),
+    "isaaclab-npz-all-links": ("isaaclab", "all-links"),
+}
+
+
+def _model_or_default(model):
+    if model is None:
+        from pipeline.g1.model import load_g1
+
+        model = load_g1()
+    return model
+
+
+def _model_arrays(motion: G1Motion, model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The motion's joints (model order) and body poses (model body order)."""
     if not motion.body_names:
         raise ValueError(f"motion {motion.clip_id} has no body kinematics; resample it with bodies=True")
-    vel = g1_velocities(motion)
+    joints = _columns_by_name(motion.joint_pos_rad, tuple(motion.joint_names), tuple(model.joint_names), "joints")
+    pos = _columns_by_name(motion.body_pos_m, tuple(motion.body_names), tuple(model.body_names), "bodies")
+    quat = _columns_by_name(motion.body_quat_wxyz, tuple(motion.body_names), tuple(model.body_names), "bodies")
+    return (np.asarray(joints, dtype=np.float64), np.asarray(pos, dtype=np.float64),
+            np.asarray(quat, dtype=np.float64))
+
+
+def tracking_motion(motion: G1Motion, target: str = "mjlab", body_set: str = "merged", model=None
+                    ) -> TrackingMotion:
+    """The tracking arrays of a motion with bodies, as ``target``'s ``csv_to_npz`` would record them.
+
+    target: ``"mjlab"`` (MuJoCo depth-first bodies, SDK joint order, body origin velocities) or ``"isaaclab"``
+    (PhysX breadth-first bodies and joints of ``body_set`` in
+    :data:`pipeline.g1.trainer_bodies.ISAAC_BODY_SETS`, centre-of-mass velocities). model: the
+    :class:`~pipeline.g1.model.G1Model` whose FK gave the motion's bodies (default: the bundled G1). Body
+    quaternions are made sign-continuous over time.
+    """
+    from pipeline.g1 import trainer_bodies as tb
+
+    model = _model_or_default(model)
+    joints, pos_m, quat_m = _model_arrays(motion, model)
+    if target == "mjlab":
+        tree, point = tb.mjlab_tree(model), "origin"
+        joint_order = tuple(model.joint_names)
+    elif target == "isaaclab":
+        tree, point = tb.isaac_tree(model, body_set), "com"
+        joint_order = tuple(model.isaac_joint_names)
+    else:
+        raise ConfigError(f"unknown tracking target {target!r}; choose mjlab or isaaclab")
+    vel = tb.converter_velocities(motion.root_pos_m, motion.root_quat_wxyz, joints, motion.fps)
+    pos, quat = tb.tree_poses(tree, pos_m, quat_m)
+    lin, ang = tb.body_velocities(tree, pos, quat, vel, point=point)
+    jidx = [list(model.joint_names).index(n) for n in joint_order]
     return TrackingMotion(
         fps=float(motion.fps),
-        joint_names=tuple(motion.joint_names),
-        joint_pos=np.asarray(motion.joint_pos_rad, dtype=np.float64),
-        joint_vel=vel.joint_vel_rad_s,
-        body_names=tuple(motion.body_names),
-        body_pos_w=np.asarray(motion.body_pos_m, dtype=np.float64),
-        body_quat_w=quat_continuous(motion.body_quat_wxyz),
-        body_lin_vel_w=vel.body_lin_vel_m_s,
-        body_ang_vel_w=vel.body_ang_vel_rad_s,
+        joint_names=tuple(tb.trainer_joint_name(n) for n in joint_order),
+        joint_pos=joints[:, jidx],
+        joint_vel=vel.joint_vel_rad_s[:, jidx],
+        body_names=tree.body_names,
+        body_pos_w=pos,
+        body_quat_w=quat_continuous(quat),
+        body_lin_vel_w=lin,
+        body_ang_vel_w=ang,
     )
 
 
 def reorder_tracking(tm: TrackingMotion, joint_names: tuple[str, ...], body_names: tuple[str, ...]
                      ) -> TrackingMotion:
-    """``tm`` with its joint and body axes permuted to the given name orders (e.g. Isaac Lab's)."""
+    """``tm`` with its joint and body axes permuted to the given name orders."""
     def bodies(a):
         return _columns_by_name(a, tm.body_names, tuple(body_names), "bodies")
 
@@ -267,38 +334,35 @@ def read_tracking_npz(path: str | Path) -> TrackingMotion:
         )
 
 
-def isaac_tracking(tm: TrackingMotion) -> TrackingMotion:
-    """``tm`` (MuJoCo order) permuted to PhysX breadth-first order."""
-    from pipeline.g1.model import ISAAC_BODY_NAMES, ISAAC_JOINT_NAMES
-
-    return reorder_tracking(tm, tuple(ISAAC_JOINT_NAMES), tuple(ISAAC_BODY_NAMES))
-
-
 # --- GMR pickle -----------------------------------------------------------------------------------------------
 
 
-def gmr_dict(motion: G1Motion) -> dict:
+def gmr_dict(motion: G1Motion, model=None) -> dict:
     """GMR's robot-motion dict of a motion with bodies (see the module docstring)."""
-    if not motion.body_names:
-        raise ValueError(f"motion {motion.clip_id} has no body kinematics; resample it with bodies=True")
-    joints = _columns_by_name(motion.joint_pos_rad, motion.joint_names, _sdk_joint_names(), "joints")
+    from pipeline.g1 import trainer_bodies as tb
+
+    model = _model_or_default(model)
+    joints, pos_m, quat_m = _model_arrays(motion, model)
     root_pos = np.asarray(motion.root_pos_m, dtype=np.float64)
     root_quat = np.asarray(motion.root_quat_wxyz, dtype=np.float64)
-    offsets_w = np.asarray(motion.body_pos_m, dtype=np.float64) - root_pos[:, None, :]
-    local = quat_rotate(quat_conjugate(root_quat)[:, None, :], offsets_w)
+    tree = tb.gmr_tree(model)
+    pos = tb.tree_positions(tree, pos_m, quat_m)
+    # FK with the root at the origin, unrotated = the world FK seen from the root frame (a rigid transform)
+    local = tb.rotate(quat_conjugate(root_quat)[:, None, :], pos - root_pos[:, None, :])
+    sdk = _columns_by_name(joints, tuple(model.joint_names), _sdk_joint_names(), "joints")
     fps = float(motion.fps)
     return {
         "fps": int(round(fps)) if abs(fps - round(fps)) < 1e-9 else fps,
         "root_pos": root_pos,
         "root_rot": wxyz_to_xyzw(root_quat),
-        "dof_pos": np.asarray(joints, dtype=np.float64),
+        "dof_pos": np.asarray(sdk, dtype=np.float64),
         "local_body_pos": local,
-        "link_body_list": [str(n) for n in motion.body_names],
+        "link_body_list": [str(n) for n in tree.body_names],
     }
 
 
-def write_gmr_pkl(motion: G1Motion, path: str | Path) -> None:
-    atomic_write_bytes(Path(path), pickle.dumps(gmr_dict(motion), protocol=4))
+def write_gmr_pkl(motion: G1Motion, path: str | Path, model=None) -> None:
+    atomic_write_bytes(Path(path), pickle.dumps(gmr_dict(motion, model), protocol=4))
 
 
 def read_gmr_pkl(path: str | Path) -> dict:
@@ -310,24 +374,29 @@ def read_gmr_pkl(path: str | Path) -> dict:
 # --- dispatch -------------------------------------------------------------------------------------------------
 
 
-def _write_mjlab(motion: G1Motion, path: Path) -> None:
-    write_tracking_npz(tracking_motion(motion), path)
+def _tracking_writer(fmt: str) -> Callable[..., None]:
+    target, body_set = TRACKING_TARGETS[fmt]
+
+    def write(motion: G1Motion, path: Path, model=None) -> None:
+        write_tracking_npz(tracking_motion(motion, target, body_set or "merged", model), path)
+
+    return write
 
 
-def _write_isaac(motion: G1Motion, path: Path) -> None:
-    write_tracking_npz(isaac_tracking(tracking_motion(motion)), path)
+def _write_csv(motion: G1Motion, path: Path, model=None) -> None:
+    write_unitree_csv(motion, path)
 
 
-_WRITERS: dict[str, Callable[[G1Motion, Path], None]] = {
-    "unitree-csv": write_unitree_csv,
-    "mjlab-npz": _write_mjlab,
-    "isaaclab-npz": _write_isaac,
+_WRITERS: dict[str, Callable[..., None]] = {
+    "unitree-csv": _write_csv,
+    **{fmt: _tracking_writer(fmt) for fmt in TRACKING_TARGETS},
     "gmr-pkl": write_gmr_pkl,
 }
 
 
-def write_motion(fmt: str, motion: G1Motion, path: str | Path) -> None:
+def write_motion(fmt: str, motion: G1Motion, path: str | Path, model=None) -> None:
     """Write ``motion`` (already at the target rate; with bodies unless the format does not need them) as
-    ``fmt`` to ``path``, atomically."""
+    ``fmt`` to ``path``, atomically. model: the G1 model whose FK gave the motion's bodies (default: the
+    bundled G1; a user MJCF gives its own axes and centres of mass)."""
     get_format(fmt)
-    _WRITERS[fmt](motion, Path(path))
+    _WRITERS[fmt](motion, Path(path), model)
