@@ -293,7 +293,7 @@ def _write_clip(task: tuple, model) -> tuple[bool, object]:
             raise ValueError("the motion has no frames")
         target = Path(dest) / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_motion(fmt, out, target)
+        write_motion(fmt, out, target, model)
     except _ERRORS_THAT_SKIP as exc:
         return False, f"{type(exc).__name__}: {exc}"
     return True, (float(out.fps), int(out.num_frames), float(out.duration_s))

@@ -2,7 +2,7 @@
 
 mjlab's and BeyondMimic's trainers take ``--registry-name ENTITY/wandb-registry-motions/NAME`` and read the
 file ``motion.npz`` of that artifact (:mod:`catalog.trainers`). For every clip folder of an export in
-``mjlab-npz`` or ``isaaclab-npz`` format (``<clip_id>/motion.npz``, :mod:`catalog.export`), this logs one artifact:
+``mjlab-npz``, ``isaaclab-npz`` or ``isaaclab-npz-all-links`` format (``<clip_id>/motion.npz``, :mod:`catalog.export`), this logs one artifact:
 
 - name: the clip id (a W&B artifact name: letters, digits, ``-``, ``_``, ``.``); type ``motions``;
 - one file, ``motion.npz``, byte for byte the exported file;
@@ -29,7 +29,7 @@ from catalog.trainers import WANDB_ARTIFACT_TYPE, WANDB_REGISTRY
 from ingest.errors import ConfigError, require_module
 
 #: Export formats whose files the registry-fetching trainers load.
-PUBLISHABLE_FORMATS = ("mjlab-npz", "isaaclab-npz")
+PUBLISHABLE_FORMATS = ("mjlab-npz", "isaaclab-npz", "isaaclab-npz-all-links")
 _ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 

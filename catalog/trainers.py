@@ -55,8 +55,14 @@ def training_steps(fmt: str, fps: float, example: str, collection: str) -> list[
             f"train {MJLAB_TASK} --registry-name ENTITY/{WANDB_REGISTRY}/{collection}",
             "```",
         ]
-    if fmt == "isaaclab-npz":
+    if fmt in ("isaaclab-npz", "isaaclab-npz-all-links"):
+        bodies = "30" if fmt == "isaaclab-npz" else "39"
+        other = "isaaclab-npz-all-links" if fmt == "isaaclab-npz" else "isaaclab-npz"
         return [
+            f"These files hold **{bodies} bodies** in Isaac Lab's breadth-first order. The tracking task finds its "
+            "bodies by index in the robot's own list, so check `len(robot.body_names)` in the trainer: "
+            f"{bodies} is right; otherwise export `{other}` (BeyondMimic's URDF import merges the fixed links: 30).",
+            "",
             "**BeyondMimic** (`whole_body_tracking`; training reads motions from the W&B registry only): publish, "
             "then train on one clip:",
             "",

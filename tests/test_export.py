@@ -202,7 +202,9 @@ def test_corrupt_motion_file_is_skipped(tmp_path, model):
     ("unitree-csv", 60, ["--input_fps 60 --robot_model g1_29dof"]),
     ("mjlab-npz", None, ["train Mjlab-Tracking-Flat-Unitree-G1 --env.commands.motion.motion-file",
                          "--registry-name ENTITY/wandb-registry-motions/file-aaaa-t0-c0"]),
-    ("isaaclab-npz", None, ["--registry_name ENTITY/wandb-registry-motions/file-aaaa-t0-c0", "--motion_file"]),
+    ("isaaclab-npz", None, ["--registry_name ENTITY/wandb-registry-motions/file-aaaa-t0-c0", "--motion_file",
+                            "**30 bodies**", "export `isaaclab-npz-all-links`"]),
+    ("isaaclab-npz-all-links", None, ["**39 bodies**", "--registry_name ENTITY/wandb-registry-motions/"]),
     ("gmr-pkl", None, ["--robot unitree_g1 --robot_motion_path"]),
 ])
 def test_the_card_gives_each_trainer_its_command_with_the_files_rate(run_dir, tmp_path, fmt, fps, expected):
