@@ -12,7 +12,10 @@ next stage has room, so driver and object-store memory stay flat whatever the li
 
 Faults: a worker that dies in a video (``RayActorError``) gets that video again, up to ``max_attempts`` tries in
 all, counted in the row's ``attempts``; after that the video is recorded as ``failed`` with reason
-``worker_lost``. Data errors come back as rows and are never retried. A rate limit (``bot_check``) on a remote
+``worker_lost``. While Ray restarts a dead actor nothing is sent to it (a call would fail at once and cost its
+video a try, so under load one death could use up two tries): the stage waits until the actor answers Ray's
+readiness call (``__ray_ready__``), for at most ``max_down_s``. Data errors come back as rows and are never
+retried. A rate limit (``bot_check``) on a remote
 download pauses every download lane together (exponential back-off) and puts the video back in the queue.
 """
 
@@ -69,16 +72,21 @@ class _Pool:
         self.actors = actors
         self.load = [0] * len(actors)
         self.cap = max(1, per_actor)
+        #: actors seen dying, not yet answering again (Ray restarts them): nothing is submitted to them
+        self.down: set[int] = set()
 
     @property
     def in_flight(self) -> int:
         return sum(self.load)
 
+    def _up(self) -> list[int]:
+        return [i for i in range(len(self.actors)) if i not in self.down]
+
     def has_room(self) -> bool:
-        return bool(self.actors) and min(self.load) < self.cap
+        return any(self.load[i] < self.cap for i in self._up())
 
     def take(self) -> int:
-        i = self.load.index(min(self.load))
+        i = min(self._up(), key=lambda j: self.load[j])
         self.load[i] += 1
         return i
 
@@ -151,6 +159,22 @@ def stream(ray, items: list[VideoItem], fetchers: list, posers: list, finishers:
             extra["payload_ref"] = arg
         pending[ref] = _Ctx(stage, w, item, attempts, **extra)
 
+    pings: dict = {}  # ref of a readiness call -> (stage, worker) of an actor seen dying
+    repings: list = []  # (time, stage, worker): ping again then (the actor was still restarting)
+    down_since: dict = {}  # (stage, worker) -> when it was seen dying
+    #: an actor that has not answered this long after dying gets calls again (they fail and count as tries,
+    #: so videos end as worker_lost rows instead of waiting for ever)
+    max_down_s = 120.0
+
+    def mark_down(stage: str, w: int) -> None:
+        """A call on ``stage``'s actor ``w`` was lost: submit nothing to it until it answers again, so no video
+        is sent to an actor while Ray restarts it (such a call would fail at once and cost that video a try)."""
+        pool = pools[stage]
+        if w not in pool.down:
+            pool.down.add(w)
+            down_since[(stage, w)] = time.monotonic()
+            pings[pool.actors[w].__ray_ready__.remote()] = (stage, w)
+
     def fail_lost(item: VideoItem, attempts: int, exc: BaseException) -> None:
         err = WorkerLost(f"the worker died {attempts} times on this video ({type(exc).__name__}); it is "
                          f"recorded as failed: run again with --retry-failed to try it once more")
@@ -179,8 +203,23 @@ def stream(ray, items: list[VideoItem], fetchers: list, posers: list, finishers:
                 break
             submit("fetch", item, attempts, None)
 
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5) if pending else ([], [])
-        if not pending:
+        for entry in [e for e in repings if e[0] <= now]:
+            repings.remove(entry)
+            pings[pools[entry[1]].actors[entry[2]].__ray_ready__.remote()] = entry[1:]
+        waiting = list(pending) + list(pings)
+        ready, _ = ray.wait(waiting, num_returns=1, timeout=0.5) if waiting else ([], [])
+        for ref in [r for r in ready if r in pings]:
+            stage, w = pings.pop(ref)
+            try:
+                ray.get(ref)
+                pools[stage].down.discard(w)
+            except lost:
+                if time.monotonic() - down_since[(stage, w)] > max_down_s:
+                    pools[stage].down.discard(w)
+                else:
+                    repings.append((time.monotonic() + 0.25, stage, w))
+        ready = [r for r in ready if r in pending]
+        if not pending and not pings:
             time.sleep(min(0.5, max(0.0, lanes_open_at - time.monotonic())))
         for ref in ready:
             ctx = pending.pop(ref)
@@ -189,6 +228,7 @@ def stream(ray, items: list[VideoItem], fetchers: list, posers: list, finishers:
             try:
                 value = ray.get(ref)
             except lost as exc:
+                mark_down(ctx.stage, ctx.worker)
                 c.retried += 1
                 if ctx.attempts >= opts.max_attempts:
                     c.failed += 1

@@ -106,6 +106,7 @@ class _Method:
 
 class _Actor:
     def __init__(self, fake, **methods):
+        methods.setdefault("__ray_ready__", lambda: True)  # Ray's readiness call on every actor
         for name, fn in methods.items():
             setattr(self, name, _Method(fake, fn))
 
@@ -177,6 +178,42 @@ def test_a_dead_worker_retries_the_video_with_the_attempt_counted_and_gives_up_a
     rows = {r["video_id"]: r for r in published}
     assert rows["v000003"]["status"] == "failed" and rows["v000003"]["reason"].startswith("worker_lost")
     assert "--retry-failed" in rows["v000003"]["reason"] and len(published) == 10
+
+
+def test_nothing_is_sent_to_an_actor_while_it_restarts(monkeypatch):
+    """A call sent to an actor Ray is restarting fails at once and would cost its video a try: after a loss the
+    stage waits until the actor answers its readiness call again."""
+    import cluster.pipeline as pipeline_mod
+
+    monkeypatch.setattr(pipeline_mod.time, "sleep", lambda s: None)
+    fake = _FakeRay()
+    actors, published = _fake_stages(fake)
+    state = {"restarting": False, "pings": 0, "sent_while_restarting": 0, "died": False}
+
+    def pose(fetched, attempts):
+        if state["restarting"]:
+            state["sent_while_restarting"] += 1
+            raise RuntimeError("actor unavailable: restarting")
+        if fetched.item.video_id == "v000003" and not state["died"]:
+            state["died"] = state["restarting"] = True
+            raise RuntimeError("worker died")
+        fetched.row["attempts"] = attempts
+        return {"ok": True, "frames": 10}, fetched.row
+
+    def ready():
+        state["pings"] += 1
+        if state["pings"] < 4:  # answers on the fourth ping: restarted
+            raise RuntimeError("actor unavailable: restarting")
+        state["restarting"] = False
+        return True
+
+    actors["posers"] = [_Actor(fake, pose=pose, __ray_ready__=ready)]
+    result = stream(fake, _items(8), **actors, backend="phalp-pkl",
+                    opts=PipelineOptions(max_attempts=3, per_actor=1))  # one call at a time: no collateral loss
+    rows = {r["video_id"]: r for r in published}
+    assert state["died"] and state["pings"] == 4 and state["sent_while_restarting"] == 0
+    assert len(published) == 8 and all(r["status"] == "ok" for r in rows.values())
+    assert rows["v000003"]["attempts"] == 2 and result.retries == 1  # only the call the death took counts
 
 
 def test_a_rate_limit_pauses_every_download_lane_and_requeues_the_video(monkeypatch):

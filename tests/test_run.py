@@ -100,7 +100,7 @@ def test_cli_query_and_status(finished_run):
     assert st["videos"] == {"failed": 2, "ok": 5} and st["left"] == 0
     ex = cli("export", str(out), "--where", "track_id = 1", "--format", "unitree-csv", "--dest", str(out.parent / "x"))
     assert ex.returncode == 0, ex.stderr
-    assert len(list((out.parent / "x").glob("file-*.csv"))) == 5 and (out.parent / "x" / "manifest.csv").exists()
+    assert len(list((out.parent / "x").glob("file-*/motion.csv"))) == 5 and (out.parent / "x" / "manifest.csv").exists()
     bad_where = cli("export", str(out), "--where", "no_such_column > 1", "--format", "mjlab-npz", "--dest",
                     str(out.parent / "y"))
     assert bad_where.returncode == 2 and "--where" in bad_where.stderr
