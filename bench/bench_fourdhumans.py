@@ -1,19 +1,23 @@
-"""Throughput of the ``4dhumans`` backend on one GPU: frames/s end to end and GPU utilisation.
+"""Throughput of the ``4dhumans`` backend (the real upstream code): frames/s end to end and per stage.
 
-Run on a CUDA machine with the stack set up (``g1forge setup gpu``, ``g1forge doctor 4dhumans``)::
+Run in the stack's interpreter (``g1forge setup gpu --venv DIR``), with real weights or the generated stand-ins
+(``python tests/make_4dhumans_standins.py HOME``; throughput does not depend on weight values)::
 
-    python bench/bench_fourdhumans.py VIDEO [VIDEO ...] [--repeat 2] [--gpu 0] [--predictor hmr2] [--out FILE.json]
+    G1FORGE_4DHUMANS_DIR=.../4D-Humans G1FORGE_4DHUMANS_HOME=HOME \\
+    python bench/bench_fourdhumans.py VIDEO [VIDEO ...] --device cpu --frames 24 \\
+        --config det_stride=1 --config det_stride=4 [--det-size 512] [--precision bf16] [--max-people 3] \\
+        [--repeat 2] [--out FILE.json]
 
-One backend instance (one tracker construction) processes every video ``--repeat`` times; the first pass
-includes CUDA warm-up and is reported separately. GPU utilisation is sampled every 0.5 s with
-``nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits`` for the pinned GPU.
+One backend instance (one tracker construction: all models load once) processes the videos for each
+``--config`` (``det_stride`` and ``max_people`` change between passes without reloading; ``--det-size`` and
+``--precision`` apply to the whole run). ``--frames N`` limits each video to its first N frames (a window, as
+catalog rows with ``end_s`` are). The first pass of the first config includes warm-up and is reported apart.
 
-Reference point: the seed's ``track.py`` with rendering is reported at ~1.8 frames/s on an RTX 4090 (1300 frames
-in 12 min). Expected here (not measured yet, no GPU was available when this was written): the removed work is
-the JPEG dump and reread, the rendering (two pyrender passes per frame at 1440 px), the second detector's memory
-and per-video model reloads; the remaining cost is one ViTDet-H detection per frame plus one HMR2 batch per frame
-and PHALP's per-pair association, so a figure of several frames/s per GPU is the target. Record the measured
-figure in README "GPU backend (4D-Humans)".
+Per pass: frames/s of video, and seconds per stage (decode wait, detection, HMR2 + PHALP embeddings, tracking,
+conversion; see :class:`pipeline.backends.fourdhumans.StageTimes`), detector runs vs carried detections, crops
+through HMR2, tracks found. On a CUDA device, GPU utilisation is sampled with ``nvidia-smi`` every 0.5 s.
+
+Measured figures and the GPU design: docs/gpu.md.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import threading
 import time
 from pathlib import Path
 
-SEED_FPS_WITH_RENDERING = 1.8
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SEED_FPS_WITH_RENDERING = 1.8  # track.py with rendering on an RTX 4090 (1300 frames in 12 min)
 
 
 class GpuSampler:
@@ -50,17 +56,19 @@ class GpuSampler:
                 u, m = (float(x) for x in out.strip().splitlines()[0].split(","))
                 self.util.append(u)
                 self.mem_mib.append(m)
-            except (subprocess.SubprocessError, ValueError, IndexError):
+            except (subprocess.SubprocessError, ValueError, IndexError, OSError):
                 pass
             self._stop.wait(self.period_s)
 
     def __enter__(self):
-        self._thread.start()
+        if shutil.which("nvidia-smi"):
+            self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     def summary(self) -> dict:
         if not self.util:
@@ -69,52 +77,99 @@ class GpuSampler:
                 "gpu_mem_max_mib": max(self.mem_mib)}
 
 
-def require_gpu() -> None:
-    """Exit with a clear message unless an NVIDIA GPU and CUDA torch are here."""
-    if shutil.which("nvidia-smi") is None:
-        sys.exit("bench_fourdhumans: no NVIDIA GPU here (nvidia-smi not found); run it on a CUDA machine set up "
-                 "with `g1forge setup gpu`")
+def require_device(device: str) -> None:
+    """Exit with a clear message when ``device`` is CUDA and no CUDA GPU / torch is here."""
     try:
         import torch
     except ImportError:
-        sys.exit("bench_fourdhumans: torch is not installed; run `g1forge setup gpu`")
-    if not torch.cuda.is_available():
-        sys.exit("bench_fourdhumans: torch.cuda.is_available() is False; install a CUDA build of torch")
+        sys.exit("bench_fourdhumans: torch is not installed here; run it in the stack's interpreter "
+                 "(g1forge setup gpu --venv DIR)")
+    if device != "cpu" and not torch.cuda.is_available():
+        sys.exit("bench_fourdhumans: no CUDA GPU visible to torch; use --device cpu, or run on a CUDA machine")
+
+
+def parse_config(text: str) -> dict:
+    out = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        if key not in ("det_stride", "max_people"):
+            raise SystemExit(f"--config takes det_stride=K and max_people=N, got {key!r}")
+        out[key] = None if value.lower() == "none" else int(value)
+    return out
+
+
+def stage_delta(before: dict, after: dict) -> dict:
+    d = {k: round(after["seconds"][k] - before["seconds"].get(k, 0.0), 3) for k in after["seconds"]}
+    counts = {k: after[k] - before[k] for k in ("frames", "detector_runs", "detections_carried", "crops")}
+    return {"stage_s": d, **counts}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("videos", nargs="+")
-    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     p.add_argument("--gpu", type=int, default=0)
+    p.add_argument("--frames", type=int, help="first N frames of each video only")
+    p.add_argument("--config", action="append", default=[], help="det_stride=K[,max_people=N]; repeatable")
+    p.add_argument("--det-size", type=int, help="detector input side in pixels (default 1024)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--max-people", type=int, help="default max_people of every config")
+    p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--predictor", default="hmr2", choices=["hmr2", "texture"])
     p.add_argument("--out", help="write the figures as JSON here")
     args = p.parse_args(argv)
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)  # before torch is imported
-    require_gpu()
+    if args.device != "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)  # before torch is imported
+    require_device(args.device)
+
+    import numpy as np
 
     from ingest.items import VideoItem
     from pipeline.backends.base import create_backend
+    from pipeline.backends.fourdhumans import presentation_times_s
+
+    configs = [parse_config(c) for c in args.config] or [{"det_stride": 1}]
+    options = {"device": args.device, "predictor": args.predictor, "precision": args.precision,
+               "max_people": args.max_people}
+    if args.det_size:
+        options["det_size"] = args.det_size
+    items = []
+    for i, v in enumerate(args.videos):
+        end_s = None
+        if args.frames:
+            times = presentation_times_s(v)
+            end_s = float(times[args.frames]) if len(times) > args.frames else None
+        items.append((VideoItem(f"bench{i}", str(Path(v).resolve()), "file", end_s=end_s), str(v)))
 
     t0 = time.perf_counter()
-    backend = create_backend("4dhumans", predictor=args.predictor)
+    backend = create_backend("4dhumans", **options)
     _ = backend.tracker
     load_s = time.perf_counter() - t0
     passes = []
     with GpuSampler(args.gpu) as sampler:
-        for r in range(args.repeat):
-            frames, t1 = 0, time.perf_counter()
-            for i, v in enumerate(args.videos):
-                result = backend.process(VideoItem(f"bench{i}", str(Path(v).resolve()), "file"), str(v))
-                frames += result.num_frames
-            wall = time.perf_counter() - t1
-            passes.append({"pass": r, "frames": frames, "wall_s": wall, "frames_per_s": frames / wall})
-    steady = passes[1:] or passes
-    fps = sum(x["frames"] for x in steady) / sum(x["wall_s"] for x in steady)
-    report = {"gpu": args.gpu, "predictor": args.predictor, "model_load_s": load_s, "passes": passes,
-              "frames_per_s_per_gpu": fps, "seed_track_py_frames_per_s": SEED_FPS_WITH_RENDERING,
-              "speedup_vs_seed": fps / SEED_FPS_WITH_RENDERING, "tracker_constructions": backend.tracker_constructions,
-              **sampler.summary()}
+        for cfg in configs:
+            backend.options.det_stride = cfg.get("det_stride", 1)
+            backend.options.max_people = cfg.get("max_people", args.max_people)
+            for r in range(args.repeat):
+                before = backend.stage_times.as_dict()
+                frames, tracks, lengths, t1 = 0, 0, [], time.perf_counter()
+                for item, path in items:
+                    result = backend.process(item, path)
+                    frames += result.num_frames
+                    tracks += len(result.tracks)
+                    lengths += [t.num_frames for t in result.tracks]
+                wall = time.perf_counter() - t1
+                entry = {"config": cfg, "pass": r, "frames": frames, "wall_s": round(wall, 3),
+                         "frames_per_s": round(frames / wall, 4), "tracks": tracks,
+                         "track_frames_mean": float(np.mean(lengths)) if lengths else 0.0,
+                         **stage_delta(before, backend.stage_times.as_dict())}
+                entry["stage_frames_per_s"] = {k: (round(entry["frames"] / v, 3) if v > 0 else None)
+                                               for k, v in entry["stage_s"].items()}
+                passes.append(entry)
+                print(json.dumps(entry), flush=True)
+    report = {"device": args.device, "options": options, "model_load_s": round(load_s, 1), "passes": passes,
+              "seed_track_py_frames_per_s": SEED_FPS_WITH_RENDERING,
+              "tracker_constructions": backend.tracker_constructions, **sampler.summary()}
     print(json.dumps(report, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))

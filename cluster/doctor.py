@@ -1,7 +1,9 @@
 """``g1forge doctor``: for each registered backend, can it run here, and if not, the exact fix.
 
 Checks are cheap: packages are looked up with :func:`importlib.util.find_spec` (not imported), files by path.
-torch is imported only to ask for a CUDA GPU when it is installed (the ``4dhumans`` check).
+torch is imported only to ask for a CUDA GPU when it is installed (the ``4dhumans`` check). With
+``$G1FORGE_4DHUMANS_DEVICE=cpu`` a missing GPU is a note, not a problem (the backend's ``device=cpu``: tests and
+benchmarks with the generated stand-in files of tests/make_4dhumans_standins.py, which the report names).
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ def _check_phalp_pkl() -> tuple[list[Problem], list[str]]:
     return [], notes
 
 
+#: written by tests/make_4dhumans_standins.py into a home of generated (meaningless) model files
+STANDIN_NOTICE = "G1FORGE_STANDIN_WEIGHTS.txt"
+
 #: (module, fix) the 4dhumans backend imports
 FOURDHUMANS_PACKAGES = (
     ("torch", "pip install torch torchvision --index-url https://download.pytorch.org/whl/cu121 "
@@ -87,6 +92,7 @@ def _check_4dhumans(env: dict[str, str] | None = None) -> tuple[list[Problem], l
     from pipeline.backends.fourdhumans import (  # noqa: PLC0415
         ENV_CACHE_HOME,
         ENV_CHECKOUT,
+        ENV_DEVICE,
         default_cache_home,
         missing_cache_files,
     )
@@ -105,7 +111,15 @@ def _check_4dhumans(env: dict[str, str] | None = None) -> tuple[list[Problem], l
     for module, fix in FOURDHUMANS_PACKAGES:
         if not _has(module):
             probs.append(Problem(f"python package {module!r} is not installed", fix))
+    if _has("detectron2") and not _has("detectron2._C"):
+        probs.append(Problem("detectron2 is installed without its compiled ops (detectron2._C)",
+                             "reinstall it with g1forge setup gpu (it compiles them; needs a C++ compiler, and nvcc "
+                             "for the CUDA ops)"))
     home = Path(env.get(ENV_CACHE_HOME) or default_cache_home())
+    if (home / STANDIN_NOTICE).is_file():
+        notes.append(f"{home} holds GENERATED STAND-IN model files (random weights, made-up SMPL): the stack runs, "
+                     "its poses are meaningless; install the real weights for production")
+    cpu_only = (env.get(ENV_DEVICE) or "").lower() == "cpu"
     missing = missing_cache_files(home)
     smpl = [p for p in missing if p.name == "SMPL_NEUTRAL.pkl"]
     weights = [p for p in missing if p.name != "SMPL_NEUTRAL.pkl"]
@@ -121,7 +135,9 @@ def _check_4dhumans(env: dict[str, str] | None = None) -> tuple[list[Problem], l
         try:
             import torch  # noqa: PLC0415
 
-            if not torch.cuda.is_available():
+            if not torch.cuda.is_available() and cpu_only:
+                notes.append(f"no CUDA GPU: runs on the CPU only (${ENV_DEVICE}=cpu; seconds per frame, for tests)")
+            elif not torch.cuda.is_available():
                 probs.append(Problem("no CUDA GPU visible to torch (torch.cuda.is_available() is False)",
                                      "run on a machine with an NVIDIA GPU and driver, with a CUDA build of torch; "
                                      "check nvidia-smi and CUDA_VISIBLE_DEVICES"))

@@ -16,8 +16,23 @@ Steps (``--dry-run`` prints them, nothing runs):
    is converted to a plain-numpy pickle without chumpy and placed where both caches expect ``SMPL_NEUTRAL.pkl``.
 
 ``--cache-dir DIR`` instead points at a pre-provisioned folder (offline nodes): its files are verified (against
-its manifest when present) and ``.cache/4DHumans``, ``.cache/phalp`` and ``.torch/iopath_cache`` of the home are
-linked to it; nothing is downloaded.
+its manifest when present) and ``.cache/4DHumans``, ``.cache/phalp``, ``.cache/torch`` and ``.torch/iopath_cache``
+of the home are linked to it; nothing is downloaded.
+
+``--src DIR`` installs from local source folders instead of git URLs (nodes without GitHub access): ``DIR`` holds
+``detectron2/``, ``4D-Humans/`` and ``PHALP/`` at the pinned commits (``git archive`` / ``git worktree`` of each);
+a ``.g1forge_commit`` file in a folder, when present, must name the pinned commit. ``--venv DIR`` creates a
+separate virtual environment, installs into it, and installs g1forge itself there too (the backend imports the
+stack in-process). ``--cpu`` builds detectron2 without CUDA (``FORCE_CUDA=0``; tests and benchmarks on CPU
+machines); otherwise ``FORCE_CUDA=1``, so a build where torch sees no GPU (a container build) fails loudly instead
+of silently producing CPU-only ops. ``--jobs N`` sets ``MAX_JOBS`` for the detectron2 compile.
+
+What was found installing it for real (see docs/gpu.md): PyPI has no CPU build of torchvision (its wheels link
+``libc10_cuda.so``), so a CPU machine without the PyTorch index installs PyPI's CUDA torch, which runs on the CPU;
+torch is pinned to g1forge's range (``<2.14``), an unpinned install upgraded it past what g1forge supports;
+detectron2's own requirements pull omegaconf 2.3.1 and numpy 2, and opencv-python >= 4.12 requires numpy >= 2, so
+the PyPI step pins ``omegaconf==2.3.0``, ``numpy<2`` and ``opencv-python<4.12`` explicitly; setuptools >= 81 has
+no ``pkg_resources``, which detectron2's ``model_zoo`` imports (``setuptools<81``).
 """
 
 from __future__ import annotations
@@ -45,17 +60,25 @@ PHALP_SHA = "96f7e6c09fb858ec3f597d59246c151ab4394bc3"
 DETECTRON2_SHA = "02b5c4e295e990042a714712c21dc79b731e8833"
 NMR_REPO = "https://github.com/shubham-goel/NMR"
 
+#: torch within g1forge's own range (pyproject: >=2.1,<2.14); torchvision follows (each release pins one torch).
+TORCH_SPECS = ("torch>=2.1,<2.14", "torchvision")
+
 #: PyPI dependencies of hmr2 and PHALP, without chumpy (broken on Python 3.11 / numpy >= 1.24) and the git-only
-#: packages installed above. omegaconf 2.3: 2.4 rejects Human4DConfig's Tuple[int] default of length 2.
+#: packages installed above. omegaconf 2.3.0: 2.4 rejects Human4DConfig's Tuple[int] default of length 2 (and
+#: detectron2's requirements pull 2.3.1). numpy<2: g1forge's pin (mediapipe); opencv-python 4.12+ needs numpy 2.
 PYPI_DEPS = (
-    "pytorch-lightning", "smplx==0.1.28", "pyrender", "opencv-python", "yacs", "scikit-image", "einops", "timm",
+    "pytorch-lightning", "smplx==0.1.28", "pyrender", "opencv-python<4.12", "yacs", "scikit-image", "einops", "timm",
     "webdataset", "dill", "pandas", "gdown", "joblib", "scikit-learn", "rich", "scenedetect[opencv]",
     "hydra-core==1.3.2", "omegaconf==2.3.0", "av", "pytube", "PyOpenGL", "pycocotools", "numpy<2",
+    "setuptools<81",  # detectron2's model_zoo imports pkg_resources, gone from setuptools 81
 )
+#: folder names under ``--src`` and the commit each must be at
+SRC_TREES = {"detectron2": DETECTRON2_SHA, "4D-Humans": FOURDHUMANS_SHA, "PHALP": PHALP_SHA}
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 MANIFEST_NAME = "g1forge_manifest.json"
 SMPL_TARGETS = (".cache/4DHumans/data/smpl/SMPL_NEUTRAL.pkl", ".cache/phalp/3D/models/smpl/SMPL_NEUTRAL.pkl")
-LINKED_DIRS = (".cache/4DHumans", ".cache/phalp", ".torch/iopath_cache")
+LINKED_DIRS = (".cache/4DHumans", ".cache/phalp", ".cache/torch", ".torch/iopath_cache")
 
 
 class ChecksumMismatch(DownloadError):
@@ -222,10 +245,12 @@ class Step:
     argv: list[str] | None = None
     kind: str = "run"
     args: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
 
     def render(self) -> str:
         if self.argv is not None:
-            return f"{self.description}\n    $ {subprocess.list2cmdline(self.argv)}"
+            env = "".join(f"{k}={v} " for k, v in self.env.items())
+            return f"{self.description}\n    $ {env}{subprocess.list2cmdline(self.argv)}"
         return f"{self.description}\n    ({self.kind}: {', '.join(f'{k}={v}' for k, v in self.args.items())})"
 
 
@@ -235,7 +260,10 @@ class SetupOptions:
     torch_index: pip index for the CUDA torch build (e.g. https://download.pytorch.org/whl/cu121), None = PyPI.
     smpl_pkl: the official SMPL file to convert. texture: also install neural_renderer (texture predictor).
     cache_dir: a pre-provisioned cache home to verify and link instead of installing weights.
-    skip_install / skip_weights: leave out those parts."""
+    skip_install / skip_weights: leave out those parts.
+    src_dir: local source folders (``detectron2/``, ``4D-Humans/``, ``PHALP/``) instead of git URLs.
+    venv: create this virtual environment and install into it (g1forge included); overrides ``python``.
+    cpu: build detectron2 without CUDA (FORCE_CUDA=0). jobs: MAX_JOBS of the detectron2 build (None: unset)."""
 
     checkout_dir: Path
     home: Path
@@ -246,28 +274,52 @@ class SetupOptions:
     cache_dir: Path | None = None
     skip_install: bool = False
     skip_weights: bool = False
+    src_dir: Path | None = None
+    venv: Path | None = None
+    cpu: bool = False
+    jobs: int | None = None
+
+
+def venv_python(venv: Path) -> Path:
+    return Path(venv) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 def plan(opts: SetupOptions) -> list[Step]:
     """The steps ``g1forge setup gpu`` runs, in order."""
     py, steps = opts.python, []
+    if opts.venv is not None and not opts.skip_install:
+        py = str(venv_python(opts.venv))
+        if not Path(py).exists():
+            steps.append(Step(f"create the virtual environment {opts.venv}",
+                              [sys.executable, "-m", "venv", str(opts.venv)]))
     pip = [py, "-m", "pip", "install"]
     if not opts.skip_install:
-        torch_argv = [*pip, "torch", "torchvision"]
+        torch_argv = [*pip, *TORCH_SPECS]
         if opts.torch_index:
             torch_argv += ["--index-url", opts.torch_index]
-        steps.append(Step("PyTorch (CUDA build)", torch_argv))
-        steps.append(Step(f"detectron2 at {DETECTRON2_SHA[:7]} (compiles CUDA ops against the torch above)",
-                          [*pip, "--no-build-isolation",
-                           f"git+https://github.com/facebookresearch/detectron2@{DETECTRON2_SHA}"]))
-        if not (opts.checkout_dir / ".git").exists():
-            steps.append(Step("clone 4D-Humans", ["git", "clone", FOURDHUMANS_REPO, str(opts.checkout_dir)]))
-        steps.append(Step(f"4D-Humans at {FOURDHUMANS_SHA[:7]}",
-                          ["git", "-C", str(opts.checkout_dir), "checkout", "--detach", FOURDHUMANS_SHA]))
+        steps.append(Step("PyTorch" + (" (CUDA build)" if not opts.cpu else ""), torch_argv))
+        if opts.venv is not None:
+            steps.append(Step("g1forge itself, editable from this checkout (the backend imports the stack in-process)",
+                              [*pip, "-e", str(PROJECT_ROOT)]))
+        build_env = {"FORCE_CUDA": "0" if opts.cpu else "1"}
+        if opts.jobs:
+            build_env["MAX_JOBS"] = str(int(opts.jobs))
+        src = Path(opts.src_dir).resolve() if opts.src_dir is not None else None
+        if src is not None:
+            steps.append(Step(f"check the source folders under {src} (pinned commits)", kind="check_src",
+                              args={"src_dir": src}))
+        d2 = str(src / "detectron2") if src else f"git+https://github.com/facebookresearch/detectron2@{DETECTRON2_SHA}"
+        steps.append(Step(f"detectron2 at {DETECTRON2_SHA[:7]} (compiles its C++{'' if opts.cpu else '/CUDA'} ops "
+                          "against the torch above)", [*pip, "--no-build-isolation", d2], env=build_env))
+        if src is None:
+            if not (opts.checkout_dir / ".git").exists():
+                steps.append(Step("clone 4D-Humans", ["git", "clone", FOURDHUMANS_REPO, str(opts.checkout_dir)]))
+            steps.append(Step(f"4D-Humans at {FOURDHUMANS_SHA[:7]}",
+                              ["git", "-C", str(opts.checkout_dir), "checkout", "--detach", FOURDHUMANS_SHA]))
         steps.append(Step("hmr2 from the checkout, without its git chumpy dependency",
                           [*pip, "--no-deps", "-e", str(opts.checkout_dir)]))
         steps.append(Step(f"PHALP at {PHALP_SHA[:7]}, without its git dependencies",
-                          [*pip, "--no-deps", f"git+{PHALP_REPO}@{PHALP_SHA}"]))
+                          [*pip, "--no-deps", str(src / "PHALP") if src else f"git+{PHALP_REPO}@{PHALP_SHA}"]))
         steps.append(Step("PyPI dependencies of hmr2 and PHALP (no chumpy)", [*pip, *PYPI_DEPS]))
         if opts.texture:
             steps.append(Step("neural_renderer fork for the texture predictor (default branch, not pinned)",
@@ -292,6 +344,20 @@ def plan(opts: SetupOptions) -> list[Step]:
     return steps
 
 
+def check_src(src_dir: Path) -> list[str]:
+    """Problems of a ``--src`` folder: a missing tree, or a ``.g1forge_commit`` naming another commit."""
+    problems = []
+    for name, sha in SRC_TREES.items():
+        tree = Path(src_dir) / name
+        if not (tree / "setup.py").is_file():
+            problems.append(f"{tree} is not a source tree (no setup.py): export {name} at {sha} there")
+            continue
+        marker = tree / ".g1forge_commit"
+        if marker.is_file() and marker.read_text().strip() != sha:
+            problems.append(f"{tree} is at {marker.read_text().strip()[:12]}, not the pinned {sha[:12]}")
+    return problems
+
+
 def write_manifest(home: Path) -> Path:
     entries = {}
     for f in CACHE_FILES:
@@ -309,6 +375,8 @@ def verify_cache(cache_dir: Path) -> list[str]:
     manifest_path = cache_dir / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     for f in CACHE_FILES:
+        if f.needed_for == "archive":  # only the source of extracted files
+            continue
         p = cache_dir / f.rel_path
         if not p.is_file() or p.stat().st_size == 0:
             problems.append(f"missing {p}")
@@ -356,7 +424,8 @@ def execute(steps: list[Step], log=print) -> None:
     for i, step in enumerate(steps, 1):
         log(f"[{i}/{len(steps)}] {step.description}")
         if step.argv is not None:
-            rc = subprocess.run(step.argv, check=False).returncode
+            env = {**os.environ, **step.env} if step.env else None
+            rc = subprocess.run(step.argv, check=False, env=env).returncode
             if rc != 0:
                 raise G1ForgeError(f"step {i} failed (exit {rc}): {subprocess.list2cmdline(step.argv)}; fix the "
                                    "error above and run the same command again (finished steps are quick to redo)",
@@ -369,6 +438,10 @@ def execute(steps: list[Step], log=print) -> None:
             convert_smpl_pickle(step.args["src"], step.args["dst"])
         elif step.kind == "manifest":
             write_manifest(step.args["home"])
+        elif step.kind == "check_src":
+            problems = check_src(step.args["src_dir"])
+            if problems:
+                raise InputNotFound("; ".join(problems))
         elif step.kind == "link_cache":
             for line in link_cache(step.args["cache_dir"], step.args["home"]):
                 log("    " + line)
@@ -376,11 +449,19 @@ def execute(steps: list[Step], log=print) -> None:
 
 def options_from_args(args) -> SetupOptions:
     home = Path(args.home).expanduser() if args.home else default_cache_home()
-    checkout = args.checkout_dir or os.environ.get(ENV_CHECKOUT) or str(home / "4D-Humans")
+    src = getattr(args, "src", None)
+    if src and not args.checkout_dir:
+        checkout = str(Path(src) / "4D-Humans")
+    else:
+        checkout = args.checkout_dir or os.environ.get(ENV_CHECKOUT) or str(home / "4D-Humans")
+    venv = getattr(args, "venv", None)
     return SetupOptions(checkout_dir=Path(checkout).expanduser().resolve(), home=home, python=args.python,
                         torch_index=args.torch_index, smpl_pkl=Path(args.smpl_pkl) if args.smpl_pkl else None,
                         texture=args.texture, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-                        skip_install=args.skip_install, skip_weights=args.skip_weights)
+                        skip_install=args.skip_install, skip_weights=args.skip_weights,
+                        src_dir=Path(src).expanduser() if src else None,
+                        venv=Path(venv).expanduser().resolve() if venv else None,
+                        cpu=getattr(args, "cpu", False), jobs=getattr(args, "jobs", None))
 
 
 def add_arguments(p) -> None:
@@ -388,10 +469,16 @@ def add_arguments(p) -> None:
     p.add_argument("--checkout-dir", help=f"where 4D-Humans is cloned (default ${ENV_CHECKOUT} or <home>/4D-Humans)")
     p.add_argument("--home", help=f"cache home for weights (default ${ENV_CACHE_HOME} or your home)")
     p.add_argument("--python", default=sys.executable, help="interpreter to install into (default: this one)")
-    p.add_argument("--torch-index", help="pip index of the CUDA torch build, e.g. https://download.pytorch.org/whl/cu121")
+    p.add_argument("--torch-index",
+                   help="pip index of the CUDA torch build, e.g. https://download.pytorch.org/whl/cu121")
     p.add_argument("--smpl-pkl", help="the official basicModel_neutral_lbs_10_207_0_v1.0.0.pkl to convert")
     p.add_argument("--texture", action="store_true", help="also install neural_renderer (predictor=texture)")
     p.add_argument("--cache-dir", help="pre-provisioned cache home to verify and link (offline nodes; no downloads)")
+    p.add_argument("--src", help="folder with detectron2/, 4D-Humans/, PHALP/ source trees at the pinned commits "
+                                 "(install from them instead of git URLs)")
+    p.add_argument("--venv", help="create this virtual environment and install the stack and g1forge into it")
+    p.add_argument("--cpu", action="store_true", help="build detectron2 without CUDA (FORCE_CUDA=0)")
+    p.add_argument("--jobs", type=int, help="MAX_JOBS for the detectron2 compile")
     p.add_argument("--skip-install", action="store_true", help="weights only")
     p.add_argument("--skip-weights", action="store_true", help="packages only")
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
@@ -406,6 +493,8 @@ def main(args) -> int:
             print(f"[{i}] {s.render()}")
     else:
         execute(steps)
+    if opts.venv is not None:
+        print(f"the stack is in {opts.venv}: run g1forge there ({venv_python(opts.venv)} -m cluster.cli ...)")
     print(f"then: export {ENV_CHECKOUT}={opts.checkout_dir}"
           + (f" {ENV_CACHE_HOME}={opts.cache_dir or opts.home}" if (opts.cache_dir or args.home) else "")
           + "; check with `g1forge doctor`")

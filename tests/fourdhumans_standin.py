@@ -60,6 +60,8 @@ class PHALPConfig:
     end_frame: int = 10
     n_init: int = 5
     low_th_c: float = 0.8
+    small_w: int = 50
+    small_h: int = 100
 
 
 @dataclass

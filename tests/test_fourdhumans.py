@@ -205,7 +205,10 @@ def test_missing_weights_named_or_downloaded_on_request(tmp_path, clean_env):
     with pytest.raises(MissingWeightsError, match="g1forge setup gpu") as info:
         _ = backend.tracker
     assert info.value.reason == "missing_weights" and str(home) in str(info.value)
-    assert len(missing_cache_files(home)) == len(CACHE_FILES)
+    runtime = [f for f in CACHE_FILES if f.needed_for in ("all", "hmr2")]
+    assert len(missing_cache_files(home)) == len(runtime)  # not the archive, not the texture-only maps
+    assert len(missing_cache_files(home, "texture")) == len(runtime) + 2
+    assert not any(p.name == "hmr2_data.tar.gz" for p in missing_cache_files(home, "texture"))
     b2 = create_backend("4dhumans", checkout_dir=str(checkout), cache_home=str(home), work_dir=str(tmp_path),
                         download_missing=True)
     assert standin(b2).EVENTS["download"] == 1
@@ -245,4 +248,26 @@ def test_real_backend_tracks_the_runner(runner_video, tmp_path):
     assert longest.num_frames > 150
     z = longest.joints_cam_m[:, BODY_JOINTS.index("pelvis"), 2]
     assert np.all(z > 1.0)  # in front of the camera
+    backend.close()
+
+
+def test_detection_stride_max_people_and_stage_times(tmp_path, clean_env):
+    """det_stride=3: the detector runs on frames 0, 3, 6, 9 and at a shot start; its boxes are carried in between."""
+    backend, tracker = setup_backend(tmp_path, det_stride=3, max_people=1)
+    mod = standin(backend)
+    video = make_video(tmp_path / "v.mp4", width=64, height=48, fps=25.0, num_frames=12)
+    tracks = synthetic_tracks(1, 12, seed=1)
+    mod.SCRIPT["results"], _ = build_phalp_results(tracks, size_hw=(48, 64), num_frames=12)
+    backend.process(VideoItem("v", str(video), "file"), str(video))
+    st = backend.stage_times.as_dict()
+    assert st["detector_runs"] == 4 and st["detections_carried"] == 8 and st["frames"] == 12
+    assert set(st["seconds"]) == {"decode", "detection", "hmr2", "tracking", "conversion"}
+    assert all(v >= 0 for v in st["seconds"].values()) and st["seconds"]["conversion"] > 0
+    # max_people keeps the best-scored detections PHALP would keep (>= small_w x small_h), then the others
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 60, 120], [0, 0, 80, 150]], dtype=float)
+    keep = tracker._keep_people(boxes, np.array([0.99, 0.90, 0.95]), 2)
+    assert keep.tolist() == [2, 1]
+    for bad in ({"det_stride": 0}, {"precision": "fp8"}, {"device": "tpu"}, {"det_size": 16}, {"max_people": 0}):
+        with pytest.raises(ConfigError):
+            create_backend("4dhumans", checkout_dir=str(tmp_path / "4D-Humans"), **bad)
     backend.close()

@@ -172,7 +172,13 @@ def test_plan_pins_commits_and_uses_argument_lists(tmp_path):
     assert any(f"checkout --detach {FOURDHUMANS_SHA}" in f for f in flat)
     assert any(f"PHALP@{PHALP_SHA}" in f and "--no-deps" in f for f in flat)
     assert not any("chumpy" in f for f in flat) and any("--index-url" in f for f in flat)
+    assert any("torch>=2.1,<2.14" in f for f in flat)  # g1forge's own torch range
+    pypi = next(a for a in argvs if "omegaconf==2.3.0" in a)
+    assert "numpy<2" in pypi and "opencv-python<4.12" in pypi
+    d2 = next(s for s in steps if s.argv and any("detectron2" in x for x in s.argv))
+    assert d2.env["FORCE_CUDA"] == "1"  # a GPU build fails loudly rather than silently building CPU-only ops
     downloads = [s for s in steps if s.kind == "download"]
+    assert any(str(s.args["dest"]).endswith("resnet50-19c8e357.pth") for s in downloads)
     assert len(downloads) == sum(1 for f in CACHE_FILES if f.url)
     assert [s.args["dst"] for s in steps if s.kind == "convert_smpl"] == [opts.home / t for t in SMPL_TARGETS]
     offline = plan(SetupOptions(checkout_dir=opts.checkout_dir, home=opts.home, cache_dir=tmp_path / "c",
@@ -196,9 +202,44 @@ def test_cache_dir_is_verified_against_its_manifest_then_linked(tmp_path):
     write_manifest(cache)
     home = tmp_path / "home"
     lines = link_cache(cache, home)
-    assert len(lines) == 3 and (home / ".cache/phalp").resolve() == (cache / ".cache/phalp").resolve()
+    assert len(lines) == 4 and (home / ".cache/phalp").resolve() == (cache / ".cache/phalp").resolve()
+    assert (home / ".cache/torch").resolve() == (cache / ".cache/torch").resolve()  # HMAR's ResNet-50
     assert (home / CACHE_FILES[5].rel_path).is_file()
     victim = cache / CACHE_FILES[6].rel_path
     victim.write_bytes(victim.read_bytes()[:5])  # truncated
     with pytest.raises(InputNotFound, match="truncated or replaced"):
         link_cache(cache, tmp_path / "home2")
+
+
+def test_local_sources_venv_and_cpu_build(tmp_path, capsys):
+    """--src installs from exported trees (offline), --venv makes the interpreter, --cpu builds without CUDA."""
+    from cluster.setup_gpu import PROJECT_ROOT, SRC_TREES, check_src, execute
+
+    src = tmp_path / "src"
+    for name, sha in SRC_TREES.items():
+        (src / name).mkdir(parents=True)
+        (src / name / "setup.py").write_text("")
+        (src / name / ".g1forge_commit").write_text(sha + "\n")
+    assert check_src(src) == []
+    venv = tmp_path / "venv"
+    opts = SetupOptions(checkout_dir=src / "4D-Humans", home=tmp_path / "home", src_dir=src, venv=venv, cpu=True,
+                        jobs=1, skip_weights=True)
+    steps = plan(opts)
+    assert steps[0].argv[-3:] == ["-m", "venv", str(venv)]
+    argvs = [s.argv for s in steps if s.argv]
+    assert all(a[0] == str(venv / "bin" / "python") for a in argvs[1:])
+    flat = [" ".join(a) for a in argvs]
+    assert not any("git" in f.split() or "git+" in f for f in flat)  # nothing from GitHub
+    assert any(f.endswith(f"-e {PROJECT_ROOT}") for f in flat)  # g1forge itself in the stack's venv
+    d2 = next(s for s in steps if s.argv and str(src / "detectron2") in s.argv)
+    assert d2.env == {"FORCE_CUDA": "0", "MAX_JOBS": "1"} and "FORCE_CUDA=0 MAX_JOBS=1" in d2.render()
+    assert any(f.endswith(f"--no-deps -e {src / '4D-Humans'}") for f in flat)
+    (src / "PHALP" / ".g1forge_commit").write_text("0" * 40)
+    (src / "detectron2" / "setup.py").unlink()
+    problems = check_src(src)
+    assert len(problems) == 2 and "not the pinned" in " ".join(problems)
+    with pytest.raises(InputNotFound, match="not a source tree"):
+        execute([s for s in steps if s.kind == "check_src"], log=lambda line: None)
+    rc = cli_main(["setup", "gpu", "--dry-run", "--src", str(src), "--venv", str(venv), "--cpu", "--skip-weights",
+                   "--home", str(tmp_path / "h")])
+    assert rc == 0 and "FORCE_CUDA=0" in capsys.readouterr().out and not venv.exists()

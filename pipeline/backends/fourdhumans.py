@@ -29,6 +29,13 @@ imported; ``cpus_per_worker`` stays 1). What it does differently from the seed's
   conversion the ``phalp-pkl`` importer uses (real observations only, camera-frame joints from ``3d_joints`` +
   ``camera``, SMPL kept, 2D joints back to pixels).
 
+- Throughput options (see :class:`FourDHumansOptions` and docs/gpu.md): ``det_stride`` (the detector on every
+  k-th frame, its boxes carried in between), ``det_size`` (detector input side), ``max_people``, ``precision=bf16``
+  (the ViT backbones under autocast); per-stage wall times are summed in :attr:`FourDHumansBackend.stage_times`.
+- ``device=cpu`` runs the upstream code on the CPU (tests, benchmarks with the generated stand-in files of
+  tests/make_4dhumans_standins.py): see :func:`install_cpu_shim`. HMR2 is loaded without its OpenGL renderer and
+  without ``download_models()`` (the files were verified first).
+
 Nothing here imports torch, hmr2, phalp or detectron2 at module import; they load in the first ``process``.
 """
 
@@ -39,6 +46,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -62,6 +70,8 @@ from pipeline.smpl_joints import ENV_SMPL_DIR, SMPL_JOINTS_VERSION_TAG, resolve_
 
 ENV_CHECKOUT = "G1FORGE_4DHUMANS_DIR"
 ENV_CACHE_HOME = "G1FORGE_4DHUMANS_HOME"
+#: default of the ``device`` option ("cuda", or "cpu" to run the upstream code on the CPU: tests, benchmarks)
+ENV_DEVICE = "G1FORGE_4DHUMANS_DEVICE"
 FOURDHUMANS_COMMIT = "6ec7965"
 PHALP_COMMIT = "96f7e6c"
 SETUP_HINT = "run `g1forge setup gpu` (or see the README section 'GPU backend (4D-Humans)')"
@@ -89,7 +99,8 @@ class CacheFile:
 
     rel_path: path relative to the cache home (the folder used as ``$HOME``).
     url: where the upstream code downloads it from ("" when it cannot be downloaded, e.g. the SMPL model).
-    needed_for: which predictor choices need it ("all" or "texture").
+    needed_for: which predictor choices need it at run time: "all", "texture", or "archive" (a download that other
+        files are extracted from; never needed at run time).
     """
 
     rel_path: str
@@ -99,15 +110,20 @@ class CacheFile:
 
 _PHALP_URL = "https://www.cs.utexas.edu/~pavlakos/phalp"
 HMR2_CHECKPOINT_REL = ".cache/4DHumans/logs/train/multiruns/hmr2/0/checkpoints/epoch=35-step=1000000.ckpt"
+RESNET50_REL = ".cache/torch/hub/checkpoints/resnet50-19c8e357.pth"
+RESNET50_URL = "https://download.pytorch.org/models/resnet50-19c8e357.pth"
 VITDET_URL = ("https://dl.fbaipublicfiles.com/detectron2/ViTDet/COCO/cascade_mask_rcnn_vitdet_h/f328730692/"
               "model_final_f05665.pkl")
 
 #: What a working cache holds (paths as the upstream code builds them from ``$HOME``; see the reference notes).
 CACHE_FILES: tuple[CacheFile, ...] = (
+    # the archive the next five files come from; not read at run time once extracted (needed_for="archive")
     CacheFile(".cache/4DHumans/hmr2_data.tar.gz",
-              "https://people.eecs.berkeley.edu/~jathushan/projects/4dhumans/hmr2_data.tar.gz"),
+              "https://people.eecs.berkeley.edu/~jathushan/projects/4dhumans/hmr2_data.tar.gz", "archive"),
     CacheFile(HMR2_CHECKPOINT_REL, ""),  # extracted from hmr2_data.tar.gz
     CacheFile(".cache/4DHumans/logs/train/multiruns/hmr2/0/model_config.yaml", ""),  # ditto
+    CacheFile(".cache/4DHumans/data/SMPL_to_J19.pkl", ""),  # ditto (HMR2's SMPL reads it)
+    CacheFile(".cache/4DHumans/data/smpl_mean_params.npz", ""),  # ditto (HMR2's head reads it)
     CacheFile(".cache/4DHumans/data/smpl/SMPL_NEUTRAL.pkl", ""),  # converted from the official SMPL file
     CacheFile(".cache/phalp/3D/models/smpl/SMPL_NEUTRAL.pkl", ""),  # ditto
     CacheFile(".cache/phalp/3D/head_faces.npy", f"{_PHALP_URL}/3D/head_faces.npy"),
@@ -115,13 +131,15 @@ CACHE_FILES: tuple[CacheFile, ...] = (
     CacheFile(".cache/phalp/3D/smpl_mean_params.npz", f"{_PHALP_URL}/3D/smpl_mean_params.npz"),
     CacheFile(".cache/phalp/3D/SMPL_to_J19.pkl", f"{_PHALP_URL}/3D/SMPL_to_J19.pkl"),
     CacheFile(".cache/phalp/3D/texture.npz", f"{_PHALP_URL}/3D/texture.npz"),
-    CacheFile(".cache/phalp/3D/bmap_256.npy", f"{_PHALP_URL}/bmap_256.npy"),
-    CacheFile(".cache/phalp/3D/fmap_256.npy", f"{_PHALP_URL}/fmap_256.npy"),
+    CacheFile(".cache/phalp/3D/bmap_256.npy", f"{_PHALP_URL}/bmap_256.npy", "texture"),
+    CacheFile(".cache/phalp/3D/fmap_256.npy", f"{_PHALP_URL}/fmap_256.npy", "texture"),
     CacheFile(".cache/phalp/weights/hmar_v2_weights.pth", f"{_PHALP_URL}/weights/hmar_v2_weights.pth"),
     CacheFile(".cache/phalp/weights/pose_predictor.pth", f"{_PHALP_URL}/weights/pose_predictor_40006.ckpt"),
     CacheFile(".cache/phalp/weights/pose_predictor.yaml", f"{_PHALP_URL}/weights/config_40006.yaml"),
     CacheFile(".cache/phalp/ava/ava_labels.pkl", f"{_PHALP_URL}/ava/ava_labels.pkl"),
     CacheFile(".cache/phalp/ava/ava_class_mapping.pkl", f"{_PHALP_URL}/ava/ava_class_mappping.pkl"),
+    # PHALP's HMAR builds its ResNet-50 with pretrained=True: torch.hub reads it from $TORCH_HOME (<home>/.cache/torch)
+    CacheFile(RESNET50_REL, RESNET50_URL),
     # detectron2 keeps downloads under $FVCORE_CACHE (set to <home>/.torch/iopath_cache) by URL path.
     CacheFile(".torch/iopath_cache/detectron2/ViTDet/COCO/cascade_mask_rcnn_vitdet_h/f328730692/"
               "model_final_f05665.pkl", VITDET_URL),
@@ -294,8 +312,9 @@ class StreamingFrameSource:
     """
 
     def __init__(self, video_path: str | Path, *, video_name: str, start_s: float | None = None,
-                 end_s: float | None = None, prefetch_depth: int = 8):
+                 end_s: float | None = None, prefetch_depth: int = 8, stats: StageTimes | None = None):
         self.video_path = str(video_path)
+        self.stats = stats
         self.video_name = video_name
         self.start_s, self.end_s = start_s, end_s
         self.prefetch_depth = prefetch_depth
@@ -319,11 +338,19 @@ class StreamingFrameSource:
 
     def read_frame(self, key) -> np.ndarray:
         """(H, W, 3) uint8 BGR frame for ``key``; keys must come in increasing order (PHALP reads them so)."""
-        from ingest.decode import iter_frames, prefetch  # noqa: PLC0415
-
         if not isinstance(key, tuple) or len(key) != 2:
             raise DecodeError(f"frame key {key!r} is not a (video_path, frame_idx) tuple of this source")
         want = int(key[1])
+        t0 = time.perf_counter()
+        try:
+            return self._read(want)
+        finally:
+            if self.stats is not None:
+                self.stats.add("decode", time.perf_counter() - t0)
+
+    def _read(self, want: int) -> np.ndarray:
+        from ingest.decode import iter_frames, prefetch  # noqa: PLC0415
+
         if self._frames is None:
             self._frames = prefetch(iter_frames(self.video_path, start_s=self.start_s, end_s=self.end_s),
                                     depth=self.prefetch_depth)
@@ -334,6 +361,8 @@ class StreamingFrameSource:
                 raise DecodeError(f"{self.video_path}: frame {want} was not decoded (got {frame.frame_idx}); "
                                   "the file is damaged: re-encode it")
             self.frames_read += 1
+            if self.stats is not None:
+                self.stats.frames += 1
             return np.ascontiguousarray(frame.rgb[:, :, ::-1])
         raise DecodeError(f"{self.video_path} ended before frame {want} that its packets announce; the file is "
                           "truncated: re-download or re-encode it")
@@ -355,11 +384,140 @@ class StreamingFrameSource:
 #: Methods PHALP's ``track()`` calls inside its try block; exceptions there are recorded before PHALP swallows them.
 LOOP_METHODS = ("get_list_of_shots", "get_detections", "run_additional_models", "get_human_features")
 
+#: Stage names of :attr:`StageTimes.seconds` (wall time spent in each, summed over frames).
+STAGES = ("decode", "detection", "hmr2", "tracking", "conversion")
 
-def make_tracker_class(track_mod, predictor: str, download_missing: bool, cache_home: Path):
-    """A subclass of ``track_mod.HMR2_4dhuman`` with the behaviour described in the module docstring."""
+
+@dataclass
+class StageTimes:
+    """Wall seconds per stage and counters, summed over the videos a backend processed.
+
+    decode: waiting for ``read_frame`` (the decoder runs ahead in a thread, so this is the part not overlapped);
+    detection: the detector (``get_detections``); hmr2: crops, HMR2 + PHALP's appearance/pose embeddings
+    (``get_human_features``); tracking: PHALP's ``predict`` / ``update`` (pose predictor, association);
+    conversion: results dict -> g1forge tracks. ``detector_runs`` / ``detections_carried``: frames on which the
+    detector ran / whose boxes were carried from the last detection (``det_stride``). ``crops``: people through HMR2.
+    """
+
+    seconds: dict = field(default_factory=lambda: {k: 0.0 for k in STAGES})
+    frames: int = 0
+    detector_runs: int = 0
+    detections_carried: int = 0
+    crops: int = 0
+
+    def add(self, stage: str, dt: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
+
+    def as_dict(self) -> dict:
+        return {"seconds": dict(self.seconds), "frames": self.frames, "detector_runs": self.detector_runs,
+                "detections_carried": self.detections_carried, "crops": self.crops}
+
+
+_CPU_SHIM_INSTALLED = False
+
+
+def install_cpu_shim() -> None:
+    """Make the upstream code run on the CPU: PHALP and detectron2's predictor call ``.cuda()`` directly.
+
+    In this (worker) process ``Tensor.cuda()`` / ``Module.cuda()`` become moves to the CPU and ``torch.load``
+    defaults to ``map_location="cpu"`` (checkpoints saved on a GPU load here). Only with ``device=cpu``.
+    """
+    global _CPU_SHIM_INSTALLED
+    if _CPU_SHIM_INSTALLED:
+        return
+    import torch  # noqa: PLC0415
+
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self.to("cpu")
+    torch.nn.Module.cuda = lambda self, *args, **kwargs: self.to("cpu")
+    original_load = torch.load
+
+    def load(f, map_location=None, *args, **kwargs):
+        return original_load(f, map_location if map_location is not None else "cpu", *args, **kwargs)
+
+    torch.load = load
+    _CPU_SHIM_INSTALLED = True
+
+
+def _take(x, idx):
+    if isinstance(x, np.ndarray):
+        return x[idx]
+    return [x[i] for i in idx]
+
+
+def _to_float32(obj):
+    """bf16 tensors (nested in dicts / lists) back to float32, so PHALP's ``.numpy()`` calls work."""
+    import torch  # noqa: PLC0415
+
+    if isinstance(obj, torch.Tensor):
+        return obj.float() if obj.dtype in (torch.bfloat16, torch.float16) else obj
+    if isinstance(obj, dict):
+        return {k: _to_float32(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_float32(v) for v in obj)
+    return obj
+
+
+def _autocast_forward(module, device_type: str) -> None:
+    """``module.forward`` under bf16 autocast, outputs back to float32 (instance attribute, class untouched)."""
+    import torch  # noqa: PLC0415
+
+    inner = module.forward
+
+    def forward(*args, **kwargs):
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+            out = inner(*args, **kwargs)
+        return _to_float32(out)
+
+    module.forward = forward
+
+
+def _hmr2_loading_patches(device: str):
+    """Context for constructing HMR2Predictor: no download (files were verified), no OpenGL renderer at load."""
+    import contextlib  # noqa: PLC0415
+
+    @contextlib.contextmanager
+    def patches():
+        try:
+            import hmr2.models as hmr2_models  # noqa: PLC0415
+            from hmr2.models.hmr2 import HMR2  # noqa: PLC0415
+        except ImportError:  # not the real stack (the tests' stand-in track.py)
+            yield
+            return
+        original_download = hmr2_models.download_models
+        original_load = HMR2.__dict__.get("load_from_checkpoint")
+        bound = HMR2.load_from_checkpoint
+
+        def load_from_checkpoint(checkpoint_path, *args, **kwargs):
+            kwargs.setdefault("init_renderer", False)  # MeshRenderer opens an OpenGL context at construction
+            if device == "cpu":
+                kwargs.setdefault("map_location", "cpu")
+            return bound(checkpoint_path, *args, **kwargs)
+
+        hmr2_models.download_models = lambda *a, **k: None
+        HMR2.load_from_checkpoint = staticmethod(load_from_checkpoint)
+        try:
+            yield
+        finally:
+            hmr2_models.download_models = original_download
+            if original_load is None:
+                del HMR2.load_from_checkpoint
+            else:
+                HMR2.load_from_checkpoint = original_load
+
+    return patches()
+
+
+def make_tracker_class(track_mod, predictor: str, download_missing: bool, cache_home: Path, options=None,
+                       stats: StageTimes | None = None):
+    """A subclass of ``track_mod.HMR2_4dhuman`` with the behaviour described in the module docstring.
+
+    options: the :class:`FourDHumansOptions` (``det_stride``, ``max_people``, ``det_size``, ``precision``,
+    ``device``); None = defaults. stats: where stage times are added (a fresh :class:`StageTimes` if None).
+    """
     base = track_mod.HMR2_4dhuman
     predictor_cls = getattr(track_mod, PREDICTORS[predictor])
+    opts = options if options is not None else FourDHumansOptions()
+    stats = stats if stats is not None else StageTimes()
 
     def _guarded(name):
         def method(self, *args, **kwargs):
@@ -372,14 +530,26 @@ def make_tracker_class(track_mod, predictor: str, download_missing: bool, cache_
         method.__name__ = name
         return method
 
+    run_detector = _guarded("get_detections")
+    human_features = _guarded("get_human_features")
+
     class G1ForgeTracker(base):
         loop_error: BaseException | None = None
         loop_traceback: str = ""
+        stage_times: StageTimes = stats
+
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self._last_detections = None
+            self._apply_detector_size()
+            self._apply_precision()
 
         def _record_loop_error(self, exc: BaseException) -> None:
             if self.loop_error is None:
                 self.loop_error = exc
                 self.loop_traceback = traceback.format_exc()
+
+        # -- construction ------------------------------------------------------------------------------------
 
         def cached_download_from_drive(self, additional_urls=None):
             missing = missing_cache_files(cache_home, predictor)
@@ -393,7 +563,8 @@ def make_tracker_class(track_mod, predictor: str, download_missing: bool, cache_
             return None
 
         def setup_hmr(self):
-            self.HMAR = predictor_cls(self.cfg)
+            with _hmr2_loading_patches(opts.device):
+                self.HMAR = predictor_cls(self.cfg)
 
         def setup_detectron2_with_RPN(self):
             self.detector_x = None  # only used for ground-truth-box .pkl sources, which this backend never gives
@@ -404,6 +575,30 @@ def make_tracker_class(track_mod, predictor: str, download_missing: bool, cache_
             self.visualizer = None
             return None
 
+        def _apply_detector_size(self):
+            """det_size: the detector's input side (ViTDet: resize + square pad; default 1024, as trained)."""
+            size = opts.det_size
+            model = getattr(getattr(self, "detector", None), "model", None)
+            if not size or model is None:
+                return
+            import detectron2.data.transforms as T  # noqa: PLC0415
+
+            self.detector.aug = T.AugmentationList([T.ResizeShortestEdge(short_edge_length=size, max_size=size)])
+            backbone = getattr(model, "backbone", None)
+            if backbone is not None and hasattr(backbone, "_square_pad"):
+                backbone._square_pad = size
+
+        def _apply_precision(self):
+            if opts.precision != "bf16":
+                return
+            device_type = "cuda" if opts.device.startswith("cuda") else "cpu"
+            hmr2_model = getattr(getattr(self, "HMAR", None), "model", None)
+            if hmr2_model is not None:
+                _autocast_forward(hmr2_model, device_type)  # HMR2's ViT-H + transformer head
+            det_model = getattr(getattr(self, "detector", None), "model", None)
+            if det_model is not None and hasattr(det_model, "backbone"):
+                _autocast_forward(det_model.backbone, device_type)  # ViTDet's ViT-H backbone + pyramid
+
         def setup_deepsort(self):
             super().setup_deepsort()
             tracker = self.tracker
@@ -411,13 +606,18 @@ def make_tracker_class(track_mod, predictor: str, download_missing: bool, cache_
                 inner = getattr(tracker, name)
 
                 def wrapped(*args, _inner=inner, **kwargs):
+                    t0 = time.perf_counter()
                     try:
                         return _inner(*args, **kwargs)
                     except Exception as exc:
                         self._record_loop_error(exc)
                         raise
+                    finally:
+                        stats.add("tracking", time.perf_counter() - t0)
 
                 setattr(tracker, name, wrapped)
+
+        # -- the frame loop ----------------------------------------------------------------------------------
 
         def get_list_of_shots(self, list_of_frames):
             shots = _guarded("get_list_of_shots")(self, list_of_frames)
@@ -428,12 +628,49 @@ def make_tracker_class(track_mod, predictor: str, download_missing: bool, cache_
             n = len(list_of_frames)
             return [int(s) - first for s in shots if 0 < int(s) - first < n]
 
+        def get_detections(self, image, frame_name, t_, additional_data=None, measurments=None):
+            """The detector every ``det_stride`` frames (and at each shot start); in between the last boxes."""
+            t0 = time.perf_counter()
+            stride = max(1, int(opts.det_stride))
+            try:
+                carry = (stride > 1 and self._last_detections is not None and t_ % stride != 0
+                         and not getattr(self.cfg.phalp, "shot", 0))
+                if carry:
+                    stats.detections_carried += 1
+                    return tuple(list(x) if isinstance(x, list) else x for x in self._last_detections)
+                out = run_detector(self, image, frame_name, t_, additional_data, measurments)
+                stats.detector_runs += 1
+                if opts.max_people and len(out[3]) > opts.max_people:
+                    out = tuple(_take(x, self._keep_people(out[0], out[3], opts.max_people)) for x in out)
+                self._last_detections = out
+                return out
+            finally:
+                stats.add("detection", time.perf_counter() - t0)
+
+        def _keep_people(self, boxes, scores, n: int) -> np.ndarray:
+            """Indices of the ``n`` best detections, those PHALP keeps (>= small_w x small_h px) first."""
+            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+            small_w = getattr(self.cfg.phalp, "small_w", 0)
+            small_h = getattr(self.cfg.phalp, "small_h", 0)
+            big = ((boxes[:, 2] - boxes[:, 0]) >= small_w) & ((boxes[:, 3] - boxes[:, 1]) >= small_h)
+            order = np.lexsort((-np.asarray(scores, dtype=np.float64), ~big))
+            return order[:n]
+
+        def get_human_features(self, *args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                out = human_features(self, *args, **kwargs)
+                stats.crops += len(out) if out is not None else 0
+                return out
+            finally:
+                stats.add("hmr2", time.perf_counter() - t0)
+
         def track(self):
             self.loop_error, self.loop_traceback = None, ""
+            self._last_detections = None
             return super().track()
 
-    for name in LOOP_METHODS[1:]:
-        setattr(G1ForgeTracker, name, _guarded(name))
+    G1ForgeTracker.run_additional_models = _guarded("run_additional_models")
     G1ForgeTracker.__name__ = G1ForgeTracker.__qualname__ = "G1ForgeTracker"
     return G1ForgeTracker
 
@@ -459,6 +696,16 @@ class FourDHumansOptions:
     config: extra OmegaConf dotlist entries for Human4DConfig, e.g. ``["phalp.low_th_c=0.7"]``.
     smpl_model_dir: folder with ``SMPL_NEUTRAL.pkl`` (default ``$G1FORGE_SMPL_DIR``, else None): body joints become
         SMPL joint centres computed with smplx (see :mod:`pipeline.smpl_joints`); None keeps PHALP's ``3d_joints``.
+    device: ``"cuda"`` (default, or ``$G1FORGE_4DHUMANS_DEVICE``) or ``"cpu"``: the upstream code on the CPU
+        (its direct ``.cuda()`` calls are redirected, see :func:`install_cpu_shim`); run with
+        ``--gpus-per-pose-worker 0``.
+    det_stride: run the detector on every k-th frame (and at each shot start); the frames in between reuse the
+        last detections (boxes, masks), HMR2 and PHALP's tracking still run on every frame. 1 = every frame.
+    det_size: the detector's input side in pixels (ViTDet: resize of the long side + square pad; None = 1024 as
+        trained; 640 or 768 trade accuracy for speed, see docs/gpu.md).
+    max_people: keep at most this many detections per frame (highest scores); None = all.
+    precision: ``"fp32"`` (default) or ``"bf16"``: HMR2's and ViTDet's ViT backbones under bf16 autocast, outputs
+        back to float32.
     """
 
     checkout_dir: str | None = None
@@ -473,6 +720,11 @@ class FourDHumansOptions:
     prefetch_frames: int = 8
     config: list[str] = field(default_factory=list)
     smpl_model_dir: str | None = None
+    device: str = field(default_factory=lambda: os.environ.get(ENV_DEVICE) or "cuda")
+    det_stride: int = 1
+    det_size: int | None = None
+    max_people: int | None = None
+    precision: str = "fp32"
 
     @classmethod
     def from_dict(cls, options: dict) -> FourDHumansOptions:
@@ -483,6 +735,16 @@ class FourDHumansOptions:
             raise ConfigError(f"detector must be vitdet or maskrcnn, got {opts.detector!r}")
         if isinstance(opts.config, str):
             opts.config = [opts.config]
+        if opts.device != "cpu" and not opts.device.startswith("cuda"):
+            raise ConfigError(f"device must be cuda or cpu, got {opts.device!r}")
+        if int(opts.det_stride) < 1:
+            raise ConfigError(f"det_stride must be >= 1, got {opts.det_stride}")
+        if opts.det_size is not None and not 128 <= int(opts.det_size) <= 2048:
+            raise ConfigError(f"det_size must be between 128 and 2048 pixels, got {opts.det_size}")
+        if opts.max_people is not None and int(opts.max_people) < 1:
+            raise ConfigError(f"max_people must be >= 1, got {opts.max_people}")
+        if opts.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision must be fp32 or bf16, got {opts.precision!r}")
         return opts
 
 
@@ -519,6 +781,7 @@ class FourDHumansBackend(PoseBackend):
         self.cache_home = (Path(self.options.cache_home).expanduser() if self.options.cache_home
                            else default_cache_home())
         self._tracker = None
+        self.stage_times = StageTimes()
         self._work_root: Path | None = None
         self.tracker_constructions = 0
         self.videos_done = 0
@@ -536,7 +799,7 @@ class FourDHumansBackend(PoseBackend):
             f"phalp.detector={o.detector}",
             "overwrite=True",
             "use_gt=False",
-            "device=cuda",
+            f"device={'cpu' if o.device == 'cpu' else 'cuda'}",
             *o.config,
         ]
 
@@ -546,13 +809,15 @@ class FourDHumansBackend(PoseBackend):
         if self._tracker is None:
             cache_given = self.options.cache_home or os.environ.get(ENV_CACHE_HOME)
             prepare_environment(self.cache_home if cache_given else None, self.options.gpu)
+            if self.options.device == "cpu":
+                install_cpu_shim()
             track_mod = import_track_module(self.checkout)
             self._work_root = Path(tempfile.mkdtemp(prefix="g1forge-4dh-", dir=self.options.work_dir))
             cfg = build_config(track_mod, self.config_dotlist(self._work_root))
             if cfg.render.enable:
                 raise ConfigError("render.enable=True is not supported by the 4dhumans backend; leave it off")
             cls = make_tracker_class(track_mod, self.options.predictor, self.options.download_missing,
-                                     self.cache_home)
+                                     self.cache_home, self.options, self.stage_times)
             try:
                 self._tracker = cls(cfg)
             except G1ForgeError:
@@ -567,7 +832,8 @@ class FourDHumansBackend(PoseBackend):
             raise InputNotFound(f"{item.uri}: the 4dhumans backend needs a local video file")
         tracker = self.tracker
         source = StreamingFrameSource(video_path, video_name=_safe_name(item.video_id), start_s=item.start_s,
-                                      end_s=item.end_s, prefetch_depth=self.options.prefetch_frames)
+                                      end_s=item.end_s, prefetch_depth=self.options.prefetch_frames,
+                                      stats=self.stage_times)
         if not source.keys:
             raise DecodeError(f"{video_path} has no frame between {item.start_s} s and {item.end_s} s")
         out_dir = Path(tempfile.mkdtemp(prefix=_safe_name(item.video_id) + "-", dir=self._work_root))
@@ -597,10 +863,14 @@ class FourDHumansBackend(PoseBackend):
                                f"use 4D-Humans {FOURDHUMANS_COMMIT} with PHALP {PHALP_COMMIT}")
         results = ret[0]
         self.videos_done += 1
-        return pose_result_from_phalp(results, source=str(video_path), fps=source.fps,
-                                      frame_time_s=source.frame_time_s, frame_offset=source.first_idx,
-                                      backend=self.name, backend_version=self.version,
-                                      smpl_model_dir=self.smpl_model_dir)
+        t0 = time.perf_counter()
+        try:
+            return pose_result_from_phalp(results, source=str(video_path), fps=source.fps,
+                                          frame_time_s=source.frame_time_s, frame_offset=source.first_idx,
+                                          backend=self.name, backend_version=self.version,
+                                          smpl_model_dir=self.smpl_model_dir)
+        finally:
+            self.stage_times.add("conversion", time.perf_counter() - t0)
 
     def close(self) -> None:
         self._tracker = None
