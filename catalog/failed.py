@@ -15,9 +15,6 @@ fault hook), so a folder never holds a failed row next to an older publish's fra
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -25,7 +22,6 @@ import pyarrow.parquet as pq
 from catalog import schema as S
 from catalog import writer
 from catalog.layout import RunLayout, failed_fragment_name
-from ingest.errors import WriteError
 
 
 def is_row_only(status: str, track_rows: list, clip_rows: list, motion_files: int) -> bool:
@@ -43,21 +39,8 @@ def publish_failed_row(layout: RunLayout, video_id: str, config_hash: str, video
     if video_row.get("status") != "failed":
         raise ValueError(f"{video_id}: only a failed row is published as one file, got {video_row.get('status')!r}")
     name = failed_fragment_name(config_hash)
-    staging = layout.tmp_dir / f"{video_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    try:
-        staging.mkdir(parents=True)
+
+    def fill(staging: Path) -> None:
         pq.write_table(S.table_from_rows([video_row], S.VIDEOS), staging / name)
-        hook = writer._before_publish_hook
-        if hook is not None:
-            hook(staging)
-        final = layout.video_dir(video_id)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        writer._swap_into_place(staging, final, layout.tmp_dir / f"old.{video_id}.{uuid.uuid4().hex[:8]}", name)
-        return final
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise WriteError(f"could not write the failed row of {video_id}: {exc}; free disk space or fix "
-                         f"permissions under {layout.root}, then run again") from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    return writer.publish_staged(layout, video_id, fill, name, "the failed row")

@@ -203,26 +203,39 @@ def publish_video(
     but still ran): each returns normally and one complete folder remains, the last renamed or, when another
     writer's complete folder of the same configuration lands first, that one (see :func:`_swap_into_place`).
     """
-    staging = layout.tmp_dir / f"{video_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    try:
-        (staging / "clips").mkdir(parents=True)
+    marker_name = f"_done.{config_hash}"
+
+    def fill(staging: Path) -> None:
+        (staging / "clips").mkdir()
         pq.write_table(S.table_from_rows([video_row], S.VIDEOS), staging / "videos.parquet")
         pq.write_table(S.table_from_rows(track_rows, S.TRACKS), staging / "tracks.parquet")
         pq.write_table(S.table_from_rows(clip_rows, S.clips_schema(metric_names)), staging / "clips.parquet")
         if write_motions is not None:
             write_motions(staging / "clips")
         marker = {"video_id": video_id, "config_hash": config_hash, "status": video_row.get("status")}
-        (staging / f"_done.{config_hash}").write_text(json.dumps(marker))
+        (staging / marker_name).write_text(json.dumps(marker))
+
+    return publish_staged(layout, video_id, fill, marker_name, "the outputs")
+
+
+def publish_staged(layout: RunLayout, video_id: str, fill: Callable[[Path], None], marker_name: str,
+                   what: str) -> Path:
+    """Fill a new staging folder under ``OUT/tmp`` with ``fill(staging)`` (it must write ``marker_name`` last)
+    and swap it in as the folder of ``video_id`` (:func:`_swap_into_place`); returns that folder. Raises
+    :class:`WriteError` naming ``what`` of the video could not be written; the staging folder is removed."""
+    staging = layout.tmp_dir / f"{video_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    try:
+        staging.mkdir(parents=True)
+        fill(staging)
         if _before_publish_hook is not None:
             _before_publish_hook(staging)
         final = layout.video_dir(video_id)
         final.parent.mkdir(parents=True, exist_ok=True)
-        _swap_into_place(staging, final, layout.tmp_dir / f"old.{video_id}.{uuid.uuid4().hex[:8]}",
-                         f"_done.{config_hash}")
+        _swap_into_place(staging, final, layout.tmp_dir / f"old.{video_id}.{uuid.uuid4().hex[:8]}", marker_name)
         return final
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise WriteError(f"could not write the outputs of {video_id}: {exc}; free disk space or fix permissions "
+        raise WriteError(f"could not write {what} of {video_id}: {exc}; free disk space or fix permissions "
                          f"under {layout.root}, then run again") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

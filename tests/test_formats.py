@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
 
 import numpy as np
 import pytest
@@ -217,15 +216,9 @@ def tumbling(model):
 @pytest.fixture(scope="module")
 def mjlab_g1(tmp_path_factory):
     """mjlab's own G1 (from its wheel), compiled without visual meshes."""
-    from test_g1_model import REFERENCE_XML_IN_WHEEL, _mjlab_wheel, _strip_meshes
+    from test_g1_model import mjlab_reference_model
 
-    wheel = _mjlab_wheel(tmp_path_factory.mktemp("mjlab"))
-    with zipfile.ZipFile(wheel) as zf:
-        try:
-            text = zf.read(REFERENCE_XML_IN_WHEEL).decode()
-        except KeyError:
-            pytest.skip(f"{wheel.name} has no {REFERENCE_XML_IN_WHEEL}")
-    return mujoco.MjModel.from_xml_string(_strip_meshes(text))
+    return mjlab_reference_model(tmp_path_factory.mktemp("mjlab"))
 
 
 # ------------------------------------------------------------------------------------------------ Unitree CSV

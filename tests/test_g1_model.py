@@ -347,15 +347,21 @@ def _strip_meshes(xml_text: str) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-@pytest.fixture(scope="module")
-def reference_model(tmp_path_factory):
-    wheel = _mjlab_wheel(tmp_path_factory.mktemp("mjlab"))
+def mjlab_reference_model(folder):
+    """mjlab's own G1 from its wheel (downloaded into ``folder``), compiled without visual meshes; skips the
+    calling test when the wheel cannot be had or lacks the model."""
+    wheel = _mjlab_wheel(folder)
     with zipfile.ZipFile(wheel) as zf:
         try:
             text = zf.read(REFERENCE_XML_IN_WHEEL).decode()
         except KeyError:
             pytest.skip(f"{wheel.name} has no {REFERENCE_XML_IN_WHEEL}")
     return mujoco.MjModel.from_xml_string(_strip_meshes(text))
+
+
+@pytest.fixture(scope="module")
+def reference_model(tmp_path_factory):
+    return mjlab_reference_model(tmp_path_factory.mktemp("mjlab"))
 
 
 def test_fk_matches_the_reference_g1_within_1_mm(model, reference_model):
