@@ -299,11 +299,11 @@ def test_fk_torch_is_vectorised_over_frames(model):
     model.fk_torch(*args)  # warm the constants
     import time
 
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time (all threads): other jobs on a shared machine do not inflate it
     for _ in range(5):
         model.fk_torch(*args)
-    per_call_s = (time.perf_counter() - t0) / 5
-    assert per_call_s < 0.25, f"fk_torch on {n} frames took {per_call_s:.3f} s"
+    per_call_s = (time.process_time() - t0) / 5
+    assert per_call_s < 0.5, f"fk_torch on {n} frames took {per_call_s:.3f} s of CPU"
 
 
 # ---------------------------------------------------------------------------- the reference G1 (mjlab wheel)

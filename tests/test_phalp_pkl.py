@@ -221,11 +221,11 @@ def test_no_real_observation_is_no_person(tmp_path):
 def test_factory_is_fast(tmp_path):
     tracks = synthetic_tracks(2, 100, seed=0)
     make_phalp_pickle(tmp_path / "warm.pkl", tracks)
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: other jobs on a shared machine do not inflate it
     for i in range(5):
         make_phalp_pickle(tmp_path / f"f{i}.pkl", tracks)
-    per_file_s = (time.perf_counter() - t0) / 5
-    assert per_file_s < 0.25  # ~20 ms on an idle core; generous for a shared machine
+    per_file_s = (time.process_time() - t0) / 5
+    assert per_file_s < 0.25  # ~20 ms of CPU
 
 
 def test_pelvis_is_mid_hips_not_mpii_row(tmp_path):

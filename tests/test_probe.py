@@ -164,10 +164,10 @@ def test_sniff_container(tmp_path):
 def test_probe_is_fast_on_a_long_video(tmp_path):
     # 600 frames: the probe reads packets, decodes one frame.
     path = make_video(tmp_path / "long.mkv", width=64, height=48, num_frames=600, pattern="solid")
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other jobs on a shared machine do not inflate it
     probe = probe_video(path)
     assert probe.num_frames == 600
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 @pytest.mark.videos
