@@ -80,7 +80,7 @@ def test_export_of_the_real_clips_reads_back(reference_run, tmp_path):
     rows = run_query(out, "SELECT clip_id, g1_motion_path FROM clips WHERE status = 'ok'").to_pylist()
     for r in rows:
         original = load_g1_motion(out / r["g1_motion_path"])
-        back = read_unitree_csv(tmp_path / "csv" / f"{r['clip_id']}.csv", fps=30.0)
+        back = read_unitree_csv(tmp_path / "csv" / r["clip_id"] / "motion.csv", fps=30.0)
         if abs(original.fps - 30.0) < 1e-6:  # same rate: the file holds exactly the motion
             np.testing.assert_allclose(back.joint_pos_rad, original.joint_pos_rad, atol=1e-6)
             np.testing.assert_allclose(back.root_pos_m, original.root_pos_m, atol=1e-6)

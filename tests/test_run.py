@@ -157,7 +157,7 @@ def test_sigkilled_driver_resumes_to_the_uninterrupted_catalog(tmp_path):
 
 
 def test_sigint_stops_gracefully_and_says_how_to_resume(tmp_path):
-    _make_inputs(tmp_path / "in", 24, frames=150)
+    _make_inputs(tmp_path / "in", 48, frames=150)  # enough left after the third that the signal lands mid-run
     out = tmp_path / "out"
     layout = RunLayout.at(out)
     args = ["run", str(tmp_path / "in"), "--backend", "phalp-pkl", "--workers", "1", "--no-progress", "--out", str(out)]
@@ -175,7 +175,7 @@ def test_sigint_stops_gracefully_and_says_how_to_resume(tmp_path):
     assert "run the same command again to resume" in err
     resumed = cli(*args)
     assert resumed.returncode == 0 and "0 already done" not in resumed.stdout
-    assert run_query(out, "SELECT count(*) AS n FROM videos WHERE status = 'ok'").to_pylist() == [{"n": 24}]
+    assert run_query(out, "SELECT count(*) AS n FROM videos WHERE status = 'ok'").to_pylist() == [{"n": 48}]
 
 
 def test_unreadable_and_audio_only_files_become_rows(tmp_path):
