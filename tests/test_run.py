@@ -161,8 +161,12 @@ def test_sigint_stops_gracefully_and_says_how_to_resume(tmp_path):
     out = tmp_path / "out"
     layout = RunLayout.at(out)
     args = ["run", str(tmp_path / "in"), "--backend", "phalp-pkl", "--workers", "1", "--no-progress", "--out", str(out)]
+    def as_from_a_shell():  # SIGINT as a terminal gives it, whatever earlier tests left in pytest's process
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     proc = subprocess.Popen([sys.executable, "-m", "cluster.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=as_from_a_shell)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and len(list(layout.data_dir.glob("*/*/_done.*"))) < 3:
